@@ -1,0 +1,374 @@
+"""The training engine: one run, from a resolved config to a finished run folder.
+
+`run(cfg)` builds the data, the model and the pruner, trains for `train.epochs` epochs with a
+progress bar, evaluates and appends a `log.jsonl` line after each epoch, rewrites
+`checkpoint.pt` atomically after each epoch, and finally exports the hard network to
+`pruned.pt` and writes `record.json`. It is safe to call again at any time:
+
+- a finished run (`record.json` says "done") is reported and not trained again;
+- an unfinished one resumes from its checkpoint, and ends bit for bit where an uninterrupted
+  run would have (on CPU; see `core.data.loaders` for how the data order is kept);
+- SIGTERM or SIGUSR2 (SLURM's pre-emption and time-limit signals) make the loop write a
+  checkpoint at the next step boundary, mid-epoch if need be, and then do what the process
+  would have done on that signal (for a plain process: stop with `RunInterrupted`);
+- a non-finite training loss stops the run with a "failed" record giving the reason, as does
+  any other error (which is then re-raised).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from core.checkpoint import rng_state, save_torch, set_rng_state
+from core.config import RunConfig, to_dict
+from core.data.loaders import DataBundle, build_data
+from core.env import environment
+from core.errors import ConfigError
+from core.measure import (
+    count_flops,
+    count_params,
+    current_memory_mb,
+    eval_mode,
+    memory_kind,
+    peak_memory_mb,
+    reset_peak_memory,
+    tensor_mb,
+)
+from core.models import build_model
+from core.pruner import PRUNERS, Pruner, TrainContext
+from core.records import RunDir, run_id
+from core.seeding import seed_everything
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+
+class RunInterrupted(Exception):
+    """A stop signal arrived; the checkpoint is written and the run can be resumed."""
+
+    def __init__(self, signum: int, epoch: int, step: int) -> None:
+        self.signum = signum
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name} at epoch {epoch + 1}, step {step}; "
+            "checkpoint saved, run the same command again to resume"
+        )
+
+
+class NonFiniteLoss(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "done" | "failed" | "skipped"
+    run_dir: RunDir
+    record: dict[str, Any]
+
+
+class StopRequest:
+    """Remembers a stop signal until the training loop reaches a safe point."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    @contextmanager
+    def installed(self) -> Iterator["StopRequest"]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals can only be caught in the main thread
+            return
+        for sig in STOP_SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handler)
+        try:
+            yield self
+        finally:
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+
+    def act(self, epoch: int, step: int) -> None:
+        """After the checkpoint: hand the signal to whoever handled it before, or stop."""
+        assert self.signum is not None
+        previous = self.previous.get(self.signum)
+        if callable(previous):
+            previous(self.signum, None)  # e.g. submitit's requeue handler
+        raise RunInterrupted(self.signum, epoch, step)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but no CUDA device is available here; use train.device=cpu or auto")
+    return device
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _accuracy_counts(logits: torch.Tensor, targets: torch.Tensor) -> int:
+    labels = targets.argmax(dim=1) if targets.ndim == 2 else targets
+    return int((logits.argmax(dim=1) == labels).sum())
+
+
+def evaluate(net: nn.Module, data: DataBundle, device: torch.device, progress: bool, desc: str) -> float:
+    """Top-1 accuracy (%) on the test split, without touching the training RNG."""
+    correct = total = 0
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices), eval_mode(net), torch.no_grad():
+        for images, labels in tqdm(data.test_loader(), desc=desc, leave=False, disable=not progress, **_bar()):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            correct += _accuracy_counts(net(images), labels)
+            total += labels.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def _bar() -> dict[str, Any]:
+    """tqdm settings: lively on a terminal, a line every 30 s in a log file."""
+    return {"mininterval": 0.1 if sys.stderr.isatty() else 30.0, "dynamic_ncols": True}
+
+
+def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
+    """Run (or resume, or skip) the resolved config `cfg`."""
+    run_dir = RunDir.for_config(cfg)
+    previous = run_dir.read_record()
+    if previous is not None and previous.get("status") == "done":
+        print(f"{run_dir.path}: already done (top1 {previous['metrics'].get('top1', float('nan')):.2f}); nothing to train")
+        return RunOutcome("skipped", run_dir, previous)
+    if previous is not None:
+        print(f"{run_dir.path}: previous attempt failed ({previous.get('error')}); running it again")
+        run_dir.record.unlink()
+
+    device = resolve_device(cfg.train.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not cfg.train.deterministic
+        torch.backends.cudnn.deterministic = cfg.train.deterministic
+    seed_everything(cfg.seed)
+    data = build_data(cfg, pin_memory=device.type == "cuda")
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    run_dir.write_config(cfg)
+
+    model = build_model(cfg.model, data.info.num_classes, data.image_size)
+    dense_flops, dense_params = count_flops(model, data.image_size), count_params(model)
+    ctx = TrainContext(cfg, device, data.steps_per_epoch, data.info.num_classes, data.image_size)
+    pruner: Pruner = PRUNERS.get(cfg.prune.method).factory(model, ctx)
+
+    trainer = _Training(cfg, run_dir, data, pruner, device)
+    started = trainer.started
+    stop = StopRequest()
+    try:
+        with stop.installed() if handle_signals else _no_signals(stop):
+            trainer.train(stop)
+    except NonFiniteLoss as exc:
+        record = trainer.record("failed", started, dense_flops, dense_params, error=str(exc))
+        run_dir.write_record(record)
+        print(f"{run_dir.path}: failed: {exc}")
+        return RunOutcome("failed", run_dir, record)
+    except RunInterrupted:
+        raise
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            run_dir.write_record(trainer.record("failed", started, dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
+        raise
+
+    exported = pruner.export()
+    torch.save(exported, run_dir.export)
+    record = trainer.record("done", started, dense_flops, dense_params, exported=exported)
+    run_dir.write_record(record)
+    m = record["metrics"]
+    print(f"{run_dir.path}: done: top1 {m['top1']:.2f}%, FLOPs ratio {m['flops_ratio']:.4f}, {m['params']:,} parameters")
+    return RunOutcome("done", run_dir, record)
+
+
+@contextmanager
+def _no_signals(stop: StopRequest) -> Iterator[StopRequest]:
+    yield stop
+
+
+class _Training:
+    """The epoch loop of one run, with what must survive an interruption."""
+
+    def __init__(self, cfg: RunConfig, run_dir: RunDir, data: DataBundle, pruner: Pruner, device: torch.device) -> None:
+        self.cfg, self.run_dir, self.data, self.pruner, self.device = cfg, run_dir, data, pruner, device
+        self.epoch = 0  # epochs completed
+        self.step_in_epoch = 0  # steps completed in the current epoch
+        self.totals = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+        self.peak_train_mb = 0.0
+        self.started = _now()
+        if run_dir.checkpoint.exists():
+            self._resume()
+
+    @property
+    def global_step(self) -> int:
+        return self.epoch * self.data.steps_per_epoch + self.step_in_epoch
+
+    def _resume(self) -> None:
+        state = torch.load(self.run_dir.checkpoint, map_location="cpu", weights_only=True)
+        self.pruner.load_state_dict(state["pruner"])
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.totals = dict(state["totals"])
+        self.peak_train_mb = state["peak_train_mb"]
+        self.started = state["started"]
+        set_rng_state(state["rng"])
+        self.run_dir.truncate_log(self.epoch)
+        print(f"{self.run_dir.path}: resuming at epoch {self.epoch + 1}, step {self.step_in_epoch}")
+
+    def _save(self) -> None:
+        save_torch(
+            {
+                "run_id": run_id(self.cfg),
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "totals": dict(self.totals),
+                "peak_train_mb": self.peak_train_mb,
+                "started": self.started,
+                "pruner": self.pruner.state_dict(),
+                "rng": rng_state(),
+            },
+            self.run_dir.checkpoint,
+        )
+
+    def train(self, stop: StopRequest) -> None:
+        epochs, progress = self.cfg.train.epochs, self.cfg.progress
+        while self.epoch < epochs:
+            reset_peak_memory(self.device)
+            loader = self.data.train_loader(self.epoch, self.step_in_epoch)
+            bar = tqdm(
+                loader,
+                total=self.data.steps_per_epoch,
+                initial=self.step_in_epoch,
+                desc=f"epoch {self.epoch + 1}/{epochs}",
+                disable=not progress,
+                **_bar(),
+            )
+            tick = time.perf_counter()
+            for images, labels in bar:
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+                if self.data.batch_mix is not None:
+                    images, labels = self.data.batch_mix(images, labels)
+                result = self.pruner.train_step(images, labels, self.epoch, self.global_step)
+                loss = float(result.loss)
+                if not torch.isfinite(result.loss):
+                    raise NonFiniteLoss(
+                        f"non-finite training loss ({loss}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}"
+                    )
+                self.totals["loss"] += loss * labels.shape[0]
+                self.totals["correct"] += _accuracy_counts(result.logits, labels)
+                self.totals["seen"] += labels.shape[0]
+                self.step_in_epoch += 1
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.pruner.lr():.3g}", refresh=False)
+                if stop.signum is not None:
+                    self.totals["time"] += time.perf_counter() - tick
+                    self._track_peak()
+                    self._save()
+                    bar.close()
+                    stop.act(self.epoch, self.step_in_epoch)
+            bar.close()
+            self.totals["time"] += time.perf_counter() - tick
+            self._track_peak()
+            self._end_epoch()
+            if stop.signum is not None:
+                stop.act(self.epoch, 0)
+
+    def _track_peak(self) -> None:
+        self.peak_train_mb = max(self.peak_train_mb, peak_memory_mb(self.device))
+
+    def _end_epoch(self) -> None:
+        extra = self.pruner.end_epoch(self.epoch)
+        last = self.epoch + 1 == self.cfg.train.epochs
+        evaluate_now = last or (self.epoch + 1) % self.cfg.train.eval_every == 0
+        entry: dict[str, Any] = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": self.pruner.lr(),
+            "train_loss": self.totals["loss"] / max(self.totals["seen"], 1),
+            "train_top1": 100.0 * self.totals["correct"] / max(self.totals["seen"], 1),
+            "test_top1": None,
+            "flops_ratio": extra.pop("flops_ratio", None),
+            "time_s": self.totals["time"],
+        }
+        if evaluate_now:
+            tick = time.perf_counter()
+            for name, net in self.pruner.eval_networks().items():
+                key = "test_top1" if name == "hard" else f"test_top1_{name}"
+                entry[key] = evaluate(net, self.data, self.device, self.cfg.progress, f"eval {name}")
+            entry["eval_time_s"] = time.perf_counter() - tick
+        entry.update(extra)
+        self.run_dir.append_log(entry)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.totals = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+        self._save()
+
+    def record(
+        self,
+        status: str,
+        started: str,
+        dense_flops: int,
+        dense_params: int,
+        *,
+        exported: nn.Module | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        cfg = self.cfg
+        log = self.run_dir.read_log()
+        metrics: dict[str, Any] = {
+            "flops_dense": dense_flops,
+            "params_dense": dense_params,
+            "epoch_time_s": sum(e["time_s"] for e in log) / len(log) if log else None,
+            "peak_mem_mb_train": self.peak_train_mb or None,
+            "peak_mem_kind": memory_kind(self.device),
+            "epochs_done": len(log),
+        }
+        if log and log[-1].get("train_loss") is not None:
+            metrics["train_loss"] = log[-1]["train_loss"]
+        soft = [e["test_top1_soft"] for e in log if e.get("test_top1_soft") is not None]
+        if soft:
+            metrics["top1_soft"] = soft[-1]
+        if exported is not None:
+            exported = exported.to(self.device)
+            base_mb = current_memory_mb(self.device)
+            reset_peak_memory(self.device)
+            metrics["top1"] = evaluate(exported, self.data, self.device, cfg.progress, "eval export")
+            metrics["peak_mem_mb_infer"] = peak_memory_mb(self.device) - base_mb + tensor_mb(exported)
+            flops = count_flops(exported, self.data.image_size)
+            metrics.update(
+                flops=flops,
+                flops_ratio=flops / dense_flops,
+                flops_ratio_prunable=self.pruner.flops_ratio_prunable(exported),
+                params=count_params(exported),
+            )
+        record: dict[str, Any] = {
+            "run_id": run_id(cfg),
+            "experiment": cfg.experiment,
+            "profile": cfg.profile,
+            "status": status,
+            "method": cfg.prune.method,
+            "model": cfg.model.name,
+            "dataset": cfg.data.name,
+            "flops_target": cfg.prune.flops_target,
+            "seed": cfg.seed,
+            "metrics": metrics,
+            "config": to_dict(cfg),
+            "env": environment(self.device),
+            "started": started,
+            "finished": _now(),
+        }
+        if error is not None:
+            record["error"] = error
+        return record

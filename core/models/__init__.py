@@ -1,0 +1,45 @@
+"""The model zoo: one registry for every architecture the paper prunes.
+
+Names (fixed for configs, command lines and records): `resnet50`, `mobilenetv3`, `wrn28_10`,
+`vit`, `swin`. Every model takes a width multiplier (smoke runs use narrow copies of the
+paper's models with the same topology) and chooses its stem or patch set-up from the input
+resolution (small-image set-up at 32 and 64 px, ImageNet set-up at 224), which a model
+option overrides. Each module's docstring states the exact configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+
+from core.config import ModelConfig
+from core.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+# Below this resolution a model uses its small-image stem (CIFAR 32 px, Tiny ImageNet 64 px).
+SMALL_IMAGE_MAX = 128
+
+
+def scale_channels(channels: int, width: float, divisor: int = 1) -> int:
+    """`channels * width` rounded to a multiple of `divisor`, never below `divisor`."""
+    return max(divisor, int(round(channels * width / divisor)) * divisor)
+
+
+def small_stem(stem: str, image_size: int) -> bool:
+    """Resolve a model's `stem` option: 'small', 'imagenet' or 'auto' (by resolution)."""
+    if stem == "auto":
+        return image_size < SMALL_IMAGE_MAX
+    return stem == "small"
+
+
+def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> nn.Module:
+    """Build `cfg.name` for `num_classes` outputs at `image_size` px inputs."""
+    entry = MODELS.get(cfg.name)
+    options: Any = entry.options(**cfg.options) if entry.options else None
+    return entry.factory(num_classes=num_classes, image_size=image_size, width=cfg.width, options=options)
+
+
+# Registration happens on import.
+from core.models import mobilenet, resnet, swin, vit, wrn  # noqa: E402,F401

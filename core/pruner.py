@@ -1,0 +1,100 @@
+"""The pruner protocol: how the training engine drives a pruning method.
+
+A pruner owns the network being trained, its optimizers and its phases. The engine builds
+the dense model and the data, hands the model to the pruner and then, for every batch, calls
+`train_step`; after every epoch `end_epoch` (whose dict is added to the epoch's log line:
+`flops_ratio` of the current hard network, per-group `widths`, ...); for evaluation
+`eval_networks` (named networks: "hard" is the one that will be exported, "soft" where the
+method has one); and at the end `export` for the plain, physically slimmed network.
+Checkpointing goes through `state_dict`/`load_state_dict`, which must hold tensors and
+primitives only.
+
+`PRUNERS` maps the names used in configs to pruner classes. `core` registers `dense`; the
+`method` and `baselines` packages register theirs when imported (the registry imports them
+on first lookup).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.config import RunConfig
+from core.registry import Registry
+
+PRUNERS: Registry = Registry("pruner", plugins=("method", "baselines"))
+
+
+@dataclass
+class TrainContext:
+    """What a pruner knows of the run it is part of."""
+
+    cfg: RunConfig
+    device: torch.device
+    steps_per_epoch: int
+    num_classes: int
+    image_size: int
+
+
+@dataclass
+class StepResult:
+    """One training step's loss (a detached scalar) and the logits its accuracy is read from."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy against class indices, or against class probabilities (MixUp/CutMix)."""
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+class Pruner(ABC):
+    """Base class of every method: see the module docstring for the protocol."""
+
+    def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.cfg
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        """Reject configs the method cannot run (called by `resolve`, before any work)."""
+
+    @abstractmethod
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+        """One optimisation step on one batch; `step` counts updates since the run began."""
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """Per-epoch work and the extra fields of the epoch's log line."""
+        return {}
+
+    @abstractmethod
+    def eval_networks(self) -> dict[str, nn.Module]:
+        """Networks to evaluate, by name: 'hard' (always), 'soft' (where there is one)."""
+
+    @abstractmethod
+    def export(self) -> nn.Module:
+        """The final network as a plain module, with no masks, hooks or suite state."""
+
+    @abstractmethod
+    def flops_ratio_prunable(self, exported: nn.Module) -> float:
+        """FLOPs of the prunable layers of `exported` over those of the dense model."""
+
+    @abstractmethod
+    def lr(self) -> float:
+        """The current learning rate of the network weights (for the log)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# Registration of the built-in pruner happens on import.
+from core import dense  # noqa: E402,F401

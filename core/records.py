@@ -1,0 +1,109 @@
+"""Run identity, run folders and run records.
+
+`run_id` is a short hash of the result-relevant part of a resolved config (see
+`core.config.result_fields`): never a timestamp or a job id, so the same config always maps
+to the same folder `<output_root>/runs/<experiment>/<run_id>/`. Resuming, skipping finished
+runs and joining runs into tables all rest on that.
+
+A run folder holds (see DESIGN.md, "Contracts"):
+    config.yaml     the resolved config, written before training starts
+    checkpoint.pt   the latest training state, rewritten atomically
+    log.jsonl       one line per epoch
+    record.json     written once, last, when the run has finished ("done" or "failed")
+    pruned.pt       the exported (physically slimmed) network
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.checkpoint import to_json, write_json, write_text
+from core.config import RunConfig, result_fields, to_yaml
+
+RUN_ID_LENGTH = 12
+
+
+def run_id(cfg: RunConfig) -> str:
+    canonical = json.dumps(result_fields(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The folder of one run and the files in it."""
+
+    path: Path
+
+    @classmethod
+    def for_config(cls, cfg: RunConfig) -> "RunDir":
+        return cls(Path(cfg.output_root) / "runs" / cfg.experiment / run_id(cfg))
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "log.jsonl"
+
+    @property
+    def record(self) -> Path:
+        return self.path / "record.json"
+
+    @property
+    def export(self) -> Path:
+        return self.path / "pruned.pt"
+
+    def status(self) -> str:
+        """'done' | 'failed' (a record says so) | 'partial' (a checkpoint, no record) | 'missing'."""
+        record = self.read_record()
+        if record is not None:
+            return str(record.get("status", "failed"))
+        return "partial" if self.checkpoint.exists() else "missing"
+
+    def read_record(self) -> dict[str, Any] | None:
+        if not self.record.exists():
+            return None
+        return json.loads(self.record.read_text())
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        write_json(self.record, record)
+
+    def write_config(self, cfg: RunConfig) -> None:
+        write_text(self.config, to_yaml(cfg))
+
+    def read_log(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def append_log(self, entry: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as handle:
+            handle.write(to_json(entry, indent=None) + "\n")
+
+    def truncate_log(self, epochs_done: int) -> None:
+        """Drop lines of epochs after `epochs_done` (written after the checkpoint resumed from)."""
+        kept = [entry for entry in self.read_log() if entry["epoch"] <= epochs_done]
+        write_text(self.log, "".join(to_json(entry, indent=None) + "\n" for entry in kept))
+
+
+def iter_run_dirs(output_root: str | Path = "results", experiment: str | None = None) -> Iterator[RunDir]:
+    runs = Path(output_root) / "runs"
+    pattern = f"{experiment}/*" if experiment else "*/*"
+    for path in sorted(runs.glob(pattern)):
+        if path.is_dir():
+            yield RunDir(path)
+
+
+def load_records(output_root: str | Path = "results", experiment: str | None = None) -> list[dict[str, Any]]:
+    """Every finished run's record (done and failed) under `output_root`."""
+    return [record for run in iter_run_dirs(output_root, experiment) if (record := run.read_record()) is not None]
