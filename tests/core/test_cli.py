@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _error_line(capsys, *argv: str) -> str:
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["model.name=resnet"], ["unknown model", "resnet50"]),
+        (["data.name=mnist"], ["unknown dataset", "mnist"]),
+        (["train.optimizer=rmsprop"], ["train.optimizer", "rmsprop"]),
+        (["train.schedule=linear"], ["train.schedule", "linear"]),
+        (["trian.epochs=3"], ["trian"]),
+        (["train.batch_size=big"], ["train.batch_size", "big"]),
+        (["prune.flops_target=1.2"], ["prune.flops_target", "(0, 1]"]),
+        (["prune.flops_target=0"], ["prune.flops_target"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(capsys, argv, needles):
+    line = _error_line(capsys, *argv)
+    for needle in needles:
+        assert needle in line
+
+
+def test_missing_dataset_folder_with_download_off(capsys, tmp_path):
+    line = _error_line(capsys, "data.name=cifar100", f"data.root={tmp_path}", f"output_root={tmp_path / 'out'}")
+    assert str(tmp_path / "cifar-100-python") in line and "data.download=true" in line
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_dry_run_prints_the_resolved_config_and_run_folder(capsys, tmp_path):
+    assert main(["run", "--dry-run", "model.name=swin", f"output_root={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "window_size: null" in out and f"# run folder: {tmp_path}/runs/demo/" in out
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_help_lists_every_config_field_and_option(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "core", "run", "--help"], cwd=PROJECT, capture_output=True, text=True, check=True).stdout
+    for key in ("train.epochs", "train.milestones", "prune.flops_scope", "data.train_limit", "seed (int) = 0"):
+        assert key in out, key
+    assert "model.options for vit" in out and "drop_path_rate" in out
+
+
+def test_cli_runs_and_exit_codes(tmp_path, tiny_args):
+    args = ["-m", "core", "run", *tiny_args("train.epochs=1")]
+    first = subprocess.run([sys.executable, *args], cwd=PROJECT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "run folder:" in first.stdout and "done: top1" in first.stdout
+    second = subprocess.run([sys.executable, *args], cwd=PROJECT, capture_output=True, text=True)
+    assert second.returncode == 0 and "already done" in second.stdout and "epoch 1/1" not in second.stderr
+    failed = subprocess.run([sys.executable, *args, "train.lr=1e30"], cwd=PROJECT, capture_output=True, text=True)
+    assert failed.returncode == 1 and "non-finite training loss" in failed.stdout

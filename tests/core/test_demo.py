@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import pytest
+
+from core.config import load
+from core.engine import run
+
+
+@pytest.mark.slow
+def test_the_demo_defaults_learn_digits(tmp_path):
+    """`make demo`'s config (dense ResNet-50 x0.25, digits, 8 epochs) reaches a real accuracy."""
+    outcome = run(load([f"output_root={tmp_path}", "progress=false"]))
+    assert outcome.status == "done"
+    assert outcome.record["metrics"]["top1"] > 80
+    assert len(outcome.run_dir.read_log()) == 8

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.checkpoint import rng_state, save_torch, set_rng_state, write_json
+from core.engine import run
+from core.records import RunDir, iter_run_dirs, load_records
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    write_json(tmp_path / "a.json", {"x": float("nan"), "y": [1.5]})
+    save_torch({"w": torch.ones(2)}, tmp_path / "b.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.pt"]
+    assert (tmp_path / "a.json").read_text().startswith('{\n  "x": null')
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "c.pt"
+    save_torch({"v": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_torch({"v": Unpicklable()}, path)
+    assert torch.load(path, weights_only=True) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(1)
+    save_torch(rng_state(), tmp_path / "rng.pt")
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert (random.random(), np.random.rand()) == expected[:2] and torch.equal(torch.rand(1), expected[2])
+
+
+def test_status_listing_and_loading_records(tiny):
+    done = run(tiny("train.epochs=1")).run_dir
+    failed = run(tiny("train.epochs=1", "train.lr=1e30")).run_dir
+    partial = RunDir(done.path.parent / "abcdef012345")
+    partial.path.mkdir()
+    save_torch({}, partial.checkpoint)
+    assert (done.status(), failed.status(), partial.status()) == ("done", "failed", "partial")
+    assert RunDir(done.path.parent / "nothing").status() == "missing"
+    root = done.path.parents[2]
+    assert len(list(iter_run_dirs(root))) == 3
+    records = load_records(root, experiment="demo")
+    assert sorted(r["status"] for r in records) == ["done", "failed"]
+
+
+def test_truncate_log_drops_epochs_after_the_checkpoint(tmp_path):
+    d = RunDir(tmp_path)
+    for epoch in (1, 2, 3):
+        d.append_log({"epoch": epoch})
+    d.truncate_log(2)
+    assert d.read_log() == [{"epoch": 1}, {"epoch": 2}]
