@@ -17,11 +17,12 @@ progress bar, evaluates and appends a `log.jsonl` line after each epoch, rewrite
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -168,35 +169,29 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
     pruner: Pruner = PRUNERS.get(cfg.prune.method).factory(model, ctx)
 
     trainer = _Training(cfg, run_dir, data, pruner, device)
-    started = trainer.started
     stop = StopRequest()
     try:
-        with stop.installed() if handle_signals else _no_signals(stop):
+        with stop.installed() if handle_signals else nullcontext():
             trainer.train(stop)
     except NonFiniteLoss as exc:
-        record = trainer.record("failed", started, dense_flops, dense_params, error=str(exc))
+        record = trainer.record("failed", dense_flops, dense_params, error=str(exc))
         run_dir.write_record(record)
         print(f"{run_dir.path}: failed: {exc}")
         return RunOutcome("failed", run_dir, record)
     except RunInterrupted:
         raise
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
-            run_dir.write_record(trainer.record("failed", started, dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:
+        # Errors are recorded; SystemExit (e.g. a requeue) and KeyboardInterrupt are not failures.
+        run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
         raise
 
     exported = pruner.export()
-    torch.save(exported, run_dir.export)
-    record = trainer.record("done", started, dense_flops, dense_params, exported=exported)
+    save_torch(copy.deepcopy(exported).cpu(), run_dir.export)  # loadable on any machine
+    record = trainer.record("done", dense_flops, dense_params, exported=exported)
     run_dir.write_record(record)
     m = record["metrics"]
     print(f"{run_dir.path}: done: top1 {m['top1']:.2f}%, FLOPs ratio {m['flops_ratio']:.4f}, {m['params']:,} parameters")
     return RunOutcome("done", run_dir, record)
-
-
-@contextmanager
-def _no_signals(stop: StopRequest) -> Iterator[StopRequest]:
-    yield stop
 
 
 class _Training:
@@ -218,6 +213,8 @@ class _Training:
 
     def _resume(self) -> None:
         state = torch.load(self.run_dir.checkpoint, map_location="cpu", weights_only=True)
+        if state["run_id"] != run_id(self.cfg):
+            raise ConfigError(f"{self.run_dir.checkpoint} belongs to run {state['run_id']}, not {run_id(self.cfg)}")
         self.pruner.load_state_dict(state["pruner"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.totals = dict(state["totals"])
@@ -318,7 +315,6 @@ class _Training:
     def record(
         self,
         status: str,
-        started: str,
         dense_flops: int,
         dense_params: int,
         *,
@@ -366,7 +362,7 @@ class _Training:
             "metrics": metrics,
             "config": to_dict(cfg),
             "env": environment(self.device),
-            "started": started,
+            "started": self.started,
             "finished": _now(),
         }
         if error is not None:

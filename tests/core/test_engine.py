@@ -91,6 +91,16 @@ def test_a_run_leaves_the_contracted_run_folder(tiny):
         assert m[key] > 0, key
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_run_records_cuda_memory_and_exports_for_cpu(tiny):
+    outcome = run(tiny("train.epochs=1", "train.device=cuda"))
+    metrics = outcome.record["metrics"]
+    assert metrics["peak_mem_kind"] == "cuda_peak_allocated" and metrics["peak_mem_mb_train"] > 0
+    exported = torch.load(outcome.run_dir.export, weights_only=False)
+    assert all(p.device.type == "cpu" for p in exported.parameters())
+
+
 def test_tiny_run_learns_the_synthetic_task(tiny):
     record = run(tiny("train.epochs=5", "data.options.train_size=320", "data.augment=none")).record
     assert record["metrics"]["top1"] > 80  # 10 classes: chance is 10 %

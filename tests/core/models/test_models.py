@@ -31,7 +31,7 @@ CASES = [
     ("resnet50", 32), ("resnet50", 64), ("resnet50", 224),
     ("mobilenetv3", 32), ("mobilenetv3", 64),
     ("wrn28_10", 32), ("wrn28_10", 64),
-    ("vit", 32), ("swin", 32),
+    ("vit", 32), ("vit", 64), ("swin", 32), ("swin", 64),
 ]
 
 
