@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from core.data import DATASETS
-from core.data.spec import DatasetInfo, DatasetSpec
+from core.data.spec import DatasetInfo, DatasetSpec, LabelledImages
 from core.errors import ConfigError
 
 
@@ -28,17 +28,6 @@ class DigitsOptions:
     def validate(self) -> None:
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"data.options.test_fraction must be in (0, 1), got {self.test_fraction}")
-
-
-class LabelledImages(TensorDataset):
-    """uint8 CHW images with integer labels; items are (image, int label)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        super().__init__(images, labels)
-
-    def __getitem__(self, index: int):
-        image, label = super().__getitem__(index)
-        return image, int(label)
 
 
 def to_uint8_rgb(images: torch.Tensor, image_size: int) -> torch.Tensor:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, TensorDataset
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,14 @@ class DatasetSpec(ABC):
     @abstractmethod
     def split(self, train: bool, image_size: int) -> Dataset:
         """The training (`train=True`) or test split."""
+
+
+class LabelledImages(TensorDataset):
+    """uint8 CHW images with integer labels; items are (image, int label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__(images, labels)
+
+    def __getitem__(self, index: int):
+        image, label = super().__getitem__(index)
+        return image, int(label)

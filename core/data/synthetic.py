@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from core.data import DATASETS
-from core.data.digits import LabelledImages
-from core.data.spec import DatasetInfo, DatasetSpec
+from core.data.spec import DatasetInfo, DatasetSpec, LabelledImages
 from core.errors import ConfigError
 from core.seeding import SYNTHETIC_PROTOTYPES, SYNTHETIC_TEST, SYNTHETIC_TRAIN, derive_seed
 

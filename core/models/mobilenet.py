@@ -48,7 +48,8 @@ def _quarter_squeeze(channels: int, _rounded_squeeze: int) -> nn.Module:
 def mobilenetv3(num_classes: int, image_size: int, width: float, options: MobileNetOptions) -> nn.Module:
     """MobileNetV3-Large (torchvision; stride-1 stem and first stage below 128 px)."""
     setting, last_channel = _mobilenet_v3_conf("mobilenet_v3_large", width_mult=width)
-    if small_stem(options.stem, image_size):
+    small = small_stem(options.stem, image_size)
+    if small:
         first_downsampling = next(cnf for cnf in setting if cnf.stride == 2)
         first_downsampling.stride = 1
     model = MobileNetV3(
@@ -58,6 +59,6 @@ def mobilenetv3(num_classes: int, image_size: int, width: float, options: Mobile
         block=partial(InvertedResidual, se_layer=_quarter_squeeze),
         dropout=options.dropout,
     )
-    if small_stem(options.stem, image_size):
+    if small:
         model.features[0][0].stride = (1, 1)
     return model
