@@ -194,6 +194,11 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
     return RunOutcome("done", run_dir, record)
 
 
+def _fresh_totals() -> dict[str, float]:
+    """Running sums of one epoch's training loss, correct predictions, samples and seconds."""
+    return {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+
+
 class _Training:
     """The epoch loop of one run, with what must survive an interruption."""
 
@@ -201,7 +206,7 @@ class _Training:
         self.cfg, self.run_dir, self.data, self.pruner, self.device = cfg, run_dir, data, pruner, device
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps completed in the current epoch
-        self.totals = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+        self.totals = _fresh_totals()
         self.peak_train_mb = 0.0
         self.started = _now()
         if run_dir.checkpoint.exists():
@@ -309,7 +314,7 @@ class _Training:
         self.run_dir.append_log(entry)
         self.epoch += 1
         self.step_in_epoch = 0
-        self.totals = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0}
+        self.totals = _fresh_totals()
         self._save()
 
     def record(

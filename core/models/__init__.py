@@ -14,12 +14,14 @@ from typing import Any
 import torch.nn as nn
 
 from core.config import ModelConfig
+from core.errors import ConfigError
 from core.registry import Registry
 
 MODELS: Registry = Registry("model")
 
 # Below this resolution a model uses its small-image stem (CIFAR 32 px, Tiny ImageNet 64 px).
 SMALL_IMAGE_MAX = 128
+STEMS = ("auto", "small", "imagenet")
 
 
 def scale_channels(channels: int, width: float, divisor: int = 1) -> int:
@@ -32,6 +34,18 @@ def small_stem(stem: str, image_size: int) -> bool:
     if stem == "auto":
         return image_size < SMALL_IMAGE_MAX
     return stem == "small"
+
+
+def check_stem(stem: str) -> None:
+    """Validate a model's `stem` option."""
+    if stem not in STEMS:
+        raise ConfigError(f"model.options.stem must be one of {', '.join(STEMS)}, got {stem!r}")
+
+
+def check_rate(key: str, value: float) -> None:
+    """Validate a dropout-like option: a probability in [0, 1)."""
+    if not 0 <= value < 1:
+        raise ConfigError(f"model.options.{key} must be in [0, 1), got {value}")
 
 
 def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> nn.Module:

@@ -22,9 +22,7 @@ import torch.nn as nn
 from torchvision.models.mobilenetv3 import InvertedResidual, MobileNetV3, _mobilenet_v3_conf
 from torchvision.ops.misc import SqueezeExcitation
 
-from core.errors import ConfigError
-from core.models import MODELS, small_stem
-from core.models.resnet import STEMS
+from core.models import MODELS, check_rate, check_stem, small_stem
 
 
 @dataclass
@@ -33,10 +31,8 @@ class MobileNetOptions:
     dropout: float = 0.2
 
     def validate(self) -> None:
-        if self.stem not in STEMS:
-            raise ConfigError(f"model.options.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.options.dropout must be in [0, 1), got {self.dropout}")
+        check_stem(self.stem)
+        check_rate("dropout", self.dropout)
 
 
 def _quarter_squeeze(channels: int, _rounded_squeeze: int) -> nn.Module:

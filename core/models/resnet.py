@@ -18,10 +18,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from core.errors import ConfigError
-from core.models import MODELS, scale_channels, small_stem
-
-STEMS = ("auto", "small", "imagenet")
+from core.models import MODELS, check_stem, scale_channels, small_stem
 
 
 @dataclass
@@ -29,8 +26,7 @@ class ResNetOptions:
     stem: str = "auto"
 
     def validate(self) -> None:
-        if self.stem not in STEMS:
-            raise ConfigError(f"model.options.stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
+        check_stem(self.stem)
 
 
 class WidthResNet(ResNet):

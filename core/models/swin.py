@@ -19,7 +19,7 @@ import torch.nn as nn
 from timm.models.swin_transformer import SwinTransformer
 
 from core.errors import ConfigError
-from core.models import MODELS, SMALL_IMAGE_MAX, scale_channels
+from core.models import MODELS, SMALL_IMAGE_MAX, check_rate, scale_channels
 
 
 @dataclass
@@ -37,8 +37,7 @@ class SwinOptions:
             raise ConfigError("model.options.depths and num_heads must be non-empty and of equal length")
         if min(self.depths) < 1 or min(self.num_heads) < 1 or self.patch_size < 1 or self.embed_dim < 1:
             raise ConfigError("model.options: depths, num_heads, patch_size and embed_dim must be >= 1")
-        if not 0 <= self.drop_path_rate < 1:
-            raise ConfigError(f"model.options.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        check_rate("drop_path_rate", self.drop_path_rate)
 
 
 @MODELS.register("swin", options=SwinOptions)

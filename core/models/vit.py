@@ -19,7 +19,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
 from core.errors import ConfigError
-from core.models import MODELS, SMALL_IMAGE_MAX, scale_channels
+from core.models import MODELS, SMALL_IMAGE_MAX, check_rate, scale_channels
 
 
 @dataclass
@@ -38,8 +38,7 @@ class ViTOptions:
                 raise ConfigError(f"model.options.{key} must be >= 1, got {getattr(self, key)}")
         if self.patch_size is not None and self.patch_size < 1:
             raise ConfigError(f"model.options.patch_size must be >= 1 or null, got {self.patch_size}")
-        if not 0 <= self.drop_path_rate < 1:
-            raise ConfigError(f"model.options.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        check_rate("drop_path_rate", self.drop_path_rate)
 
 
 def vit_patch_size(image_size: int, requested: Optional[int]) -> int:

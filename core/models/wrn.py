@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from core.errors import ConfigError
-from core.models import MODELS, scale_channels
+from core.models import MODELS, check_rate, scale_channels
 
 DEPTH = 28
 WIDEN = 10
@@ -31,8 +30,7 @@ class WRNOptions:
     dropout: float = 0.0
 
     def validate(self) -> None:
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.options.dropout must be in [0, 1), got {self.dropout}")
+        check_rate("dropout", self.dropout)
 
 
 class PreActBlock(nn.Module):
