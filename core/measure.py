@@ -1,9 +1,9 @@
 """Counting and measuring networks: FLOPs, parameters, peak memory.
 
 FLOPs are what `torch.utils.flop_counter.FlopCounterMode` counts for one input at the
-dataset's resolution (two FLOPs per multiply-add of convolutions and matrix products), the
-counter the run-record contract names; only ratios of such counts are compared with the
-paper.
+dataset's resolution (two FLOPs per multiply-add of convolutions and matrix products,
+attention included), the counter the run-record contract names; only ratios of such counts
+are compared with the paper.
 
 Memory is read from the CUDA allocator on a GPU and from the process's resident set on a CPU;
 records say which (`peak_mem_kind`). A run's training peak is the whole process's peak
@@ -22,7 +22,26 @@ from typing import Iterator
 
 import torch
 import torch.nn as nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def _register_cpu_attention_flops() -> None:
+    """Count CPU fused attention like the CUDA kernels (FlopCounterMode knows only the latter).
+
+    Without this, a transformer's attention products count on a GPU and not on a CPU, and
+    FLOPs in records would depend on the device they were measured on.
+    """
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None or op in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(op)
+    def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_register_cpu_attention_flops()
 
 
 @contextlib.contextmanager

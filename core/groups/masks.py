@@ -1,0 +1,118 @@
+"""Applying group masks to a live network.
+
+`GroupMasks(model, groups)` installs one forward hook per mask point, once. The hooks do
+nothing until masks are given (`with masker.use(masks): model(x)` or `masker.set(masks)`), so
+the same network runs dense, soft (real-valued masks, differentiable with respect to them) and
+hard (0/1 masks) passes. A 0/1 mask set gives exactly the outputs of the physically slimmed
+network: producers are masked after their normalisation layer, so BatchNorm cannot refill a
+removed channel, and LayerNorms over a masked width take their statistics over the kept
+channels only (weighted by the mask, which for 0/1 masks is the slim LayerNorm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+
+from core.groups.structure import GroupSet, MaskPoint, expand_mask
+
+
+def masked_layer_norm(x: torch.Tensor, mask: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """LayerNorm over the last dimension with statistics weighted by `mask`, output masked."""
+    weight_sum = mask.sum()
+    mean = (x * mask).sum(-1, keepdim=True) / weight_sum
+    centred = x - mean
+    var = (centred.square() * mask).sum(-1, keepdim=True) / weight_sum
+    y = centred * torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        y = y * norm.weight
+    if norm.bias is not None:
+        y = y + norm.bias
+    return y * mask
+
+
+class _MaskHook:
+    """One mask point's hook; a marked class so that copies of a model can be stripped of it."""
+
+    def __init__(self, owner: "GroupMasks", group: int, point: MaskPoint) -> None:
+        self.owner, self.group, self.point = owner, group, point
+
+    def __deepcopy__(self, memo: dict) -> "_MaskHook":
+        # Copies of the model share the hook object, which `strip_mask_hooks` then removes.
+        return self
+
+    def _channel_mask(self, channels: int, like: torch.Tensor) -> torch.Tensor | None:
+        masks = self.owner.masks
+        if masks is None:
+            return None
+        mask = masks[self.group].to(device=like.device, dtype=like.dtype)
+        return expand_mask(mask, self.point.index, channels)
+
+    def _view(self, full: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        dim = self.point.dim % x.dim()
+        shape = [1] * x.dim()
+        shape[dim] = full.numel()
+        return full.view(shape)
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor | None = None):
+        if self.point.where == "input":
+            x = inputs[0]
+            full = self._channel_mask(x.shape[self.point.dim], x)
+            return None if full is None else (x * self._view(full, x),) + tuple(inputs[1:])
+        full = self._channel_mask(output.shape[self.point.dim], output)
+        if full is None:
+            return None
+        if self.point.where == "norm":
+            return masked_layer_norm(inputs[0], full, module)
+        return output * self._view(full, output)
+
+
+class GroupMasks:
+    """Mask hooks on `model` for the groups of `groups` (see module docstring)."""
+
+    def __init__(self, model: nn.Module, groups: GroupSet) -> None:
+        self.groups = groups
+        self.masks: list[torch.Tensor] | None = None
+        self._handles = []
+        modules = dict(model.named_modules())
+        for g, group in enumerate(groups):
+            for point in group.mask_points:
+                module = modules[point.layer]
+                hook = _MaskHook(self, g, point)
+                if point.where == "input":
+                    self._handles.append(module.register_forward_pre_hook(hook))
+                else:
+                    self._handles.append(module.register_forward_hook(hook))
+
+    def set(self, masks: Sequence[torch.Tensor] | None) -> None:
+        """Masks for the following forward passes (one vector per group), or None for dense."""
+        if masks is not None:
+            masks = list(masks)
+            self.groups.check_masks(masks)
+        self.masks = masks
+
+    @contextlib.contextmanager
+    def use(self, masks: Sequence[torch.Tensor] | None) -> Iterator[None]:
+        previous = self.masks
+        self.set(masks)
+        try:
+            yield
+        finally:
+            self.masks = previous
+
+    def remove(self) -> None:
+        """Take the hooks off the model."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def strip_mask_hooks(model: nn.Module) -> None:
+    """Remove every mask hook from `model` (a deep copy carries copies of them)."""
+    for module in model.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for key in [k for k, h in hooks.items() if isinstance(h, _MaskHook)]:
+                del hooks[key]
