@@ -35,6 +35,7 @@ PROFILES = ("paper", "smoke", "custom")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 FLOPS_SCOPES = ("network", "prunable")
+ATTENTION_UNITS = ("auto", "heads", "head_dims")
 DEVICES_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -103,6 +104,11 @@ class PruneConfig:
     method: str = _field("dense", "pruning method; the registered ones are listed with their options below")
     flops_target: float = _field(1.0, "fraction of the dense FLOPs to keep, in (0, 1]")
     flops_scope: str = _field("network", "network | prunable: what the FLOPs target counts")
+    include_stem: bool = _field(False, "prune the stem's channels too (the paper keeps them)")
+    keep: list[str] = _field(help="layer names whose output channels are never pruned", factory=list)
+    attention: str = _field(
+        "auto", "auto | heads | head_dims: the units attention is pruned in (auto: heads, or head dims for windowed attention as in Swin)"
+    )
     options: dict[str, Any] = _field(
         help="method-specific options, typed per method (listed below)", factory=dict
     )
@@ -208,7 +214,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
         cfg,
         model=dataclasses.replace(cfg.model, options=dict(cfg.model.options)),
         data=dataclasses.replace(cfg.data, options=dict(cfg.data.options)),
-        prune=dataclasses.replace(cfg.prune, options=dict(cfg.prune.options)),
+        prune=dataclasses.replace(cfg.prune, options=dict(cfg.prune.options), keep=list(cfg.prune.keep)),
     )
     _check(NAME_RE.match(cfg.experiment) is not None,
            f"experiment name {cfg.experiment!r} must be letters, digits, '_', '-' or '.'")
@@ -253,6 +259,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     entry = PRUNERS.get(p.method)
     _check(0 < p.flops_target <= 1, f"prune.flops_target must be in (0, 1], got {p.flops_target}")
     _check_choice("prune.flops_scope", p.flops_scope, FLOPS_SCOPES)
+    _check_choice("prune.attention", p.attention, ATTENTION_UNITS)
     p.options = _typed_options("prune.options", entry, p.options)
     check = getattr(entry.factory, "check_config", None)
     if check is not None:
@@ -270,7 +277,10 @@ def _check_buildable(cfg: RunConfig) -> None:
 
     info = dataset_spec(cfg.data).info
     with torch.device("meta"):
-        build_model(cfg.model, info.num_classes, cfg.data.image_size or info.image_size)
+        model = build_model(cfg.model, info.num_classes, cfg.data.image_size or info.image_size)
+    layers = {name for name, _ in model.named_modules()}
+    unknown = [name for name in cfg.prune.keep if name not in layers]
+    _check(not unknown, f"prune.keep: no layer named {', '.join(map(repr, unknown))} in {cfg.model.name}")
 
 
 def _check(ok: bool, message: str) -> None:

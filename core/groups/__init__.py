@@ -10,7 +10,7 @@
 `python -m core.groups MODEL` prints a model's group inventory (see `cli.py`).
 """
 
-from core.groups.discover import UnsupportedLayer, discover_groups
+from core.groups.discover import UnsupportedLayer, discover_groups, groups_for_run
 from core.groups.flops import SCOPES, FlopsModel, module_flops
 from core.groups.importance import channel_order, unit_scores
 from core.groups.masks import GroupMasks, masked_layer_norm, strip_mask_hooks
@@ -20,5 +20,5 @@ from core.groups.structure import KINDS, Group, GroupSet, MaskPoint, Member, exp
 __all__ = [
     "KINDS", "SCOPES", "FlopsModel", "Group", "GroupMasks", "GroupSet", "MaskPoint", "Member",
     "UnsupportedLayer", "channel_order", "discover_groups", "expand_mask", "masked_layer_norm",
-    "module_flops", "prefix_mask", "slim", "strip_mask_hooks", "unit_scores",
+    "groups_for_run", "module_flops", "prefix_mask", "slim", "strip_mask_hooks", "unit_scores",
 ]

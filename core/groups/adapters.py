@@ -17,13 +17,13 @@ live inside an attention module: its heads, or its per-head feature dimensions.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from core.groups.prune_fns import prune_layernorm
 from core.groups.structure import Group, MaskPoint, Member
 
 ATTENTION_UNITS = ("auto", "heads", "head_dims")
@@ -104,9 +104,11 @@ class AttentionAdapter:
         """Bring the module's attributes in line with its slimmed weights.
 
         Heads: `num_heads` (and `attn_dim`, and a per-head relative position bias table, where
-        present). Head dims: `head_dim`; the softmax scale of the dense network (1/sqrt of
-        the original head dim) is kept by folding its change into q's weights and setting
-        `scale`, so both the fused and the explicit attention paths compute the same thing.
+        present). Head dims: `head_dim`, and the softmax scale stays the dense network's
+        (1/sqrt of the original head dim), as in the masked network. PyTorch's fused kernel
+        would take 1/sqrt of the new head dim, so the module is switched to its explicit
+        path, which uses `scale`. (Folding the change into q's weights would give the same
+        outputs but different gradients, so fine-tuning would diverge from the masked net.)
         """
         kept_units = int(kept.sum())
         if group.kind == "head":
@@ -117,16 +119,12 @@ class AttentionAdapter:
             if isinstance(table, nn.Parameter):
                 module.relative_position_bias_table = nn.Parameter(table.data[..., kept.bool()].clone())
             return
-        old = group.size
         if hasattr(module, "head_dim"):
             module.head_dim = kept_units
-        factor = math.sqrt(kept_units / old)  # old scale / new scale
-        q_rows = module.qkv.out_features // 3
-        with torch.no_grad():
-            module.qkv.weight[:q_rows] *= factor
-            if module.qkv.bias is not None:
-                module.qkv.bias[:q_rows] *= factor
-        module.scale = kept_units ** -0.5
+        if not hasattr(module, "scale"):
+            raise ValueError(f"{type(module).__name__} has no `scale`: cannot keep its softmax scale")
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
 
 
 class PatchMergingAdapter:
@@ -148,7 +146,7 @@ class PatchMergingAdapter:
 
         def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
             spread = PatchMergingAdapter._spread(layer, idxs)
-            tp.prune_layernorm_out_channels(layer.norm, spread)
+            prune_layernorm(layer.norm, spread)
             tp.prune_linear_in_channels(layer.reduction, spread)
             return layer
 

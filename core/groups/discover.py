@@ -36,7 +36,8 @@ import torch_pruning as tp
 
 from core.groups.adapters import AttentionAdapter, adapter_for
 from core.groups.structure import Group, GroupSet, MaskPoint, Member
-from core.measure import eval_mode
+from core.config import PruneConfig
+from core.measure import device_of, eval_mode
 
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm)
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -240,6 +241,7 @@ def discover_groups(
         name = producers[0].layer if producers else members[0].layer
         # A transformer's embedding width (normalised by LayerNorm) is pruned, not a stem.
         stem = first in out_layers and not any(m.op == "layernorm" for m in members)
+        members.sort(key=lambda m: (order.get(m.layer, -1), m.role))
         group = Group(name, _kind(members, ops), size, tuple(members), tuple(points))
         if last in out_layers or (stem and not include_stem) or out_layers & keep:
             excluded.append(group)
@@ -254,3 +256,9 @@ def discover_groups(
     excluded.sort(key=lambda g: position(g.members))
     size = int(example.shape[-1])
     return GroupSet(kept, excluded, image_size=size, channels=int(example.shape[1]))
+
+
+def groups_for_run(model: nn.Module, prune: PruneConfig, image_size: int, channels: int = 3) -> GroupSet:
+    """The groups a run's pruner works on, as its `prune` config asks."""
+    example = torch.zeros(1, channels, image_size, image_size, device=device_of(model))
+    return discover_groups(model, example, include_stem=prune.include_stem, keep=prune.keep, attention=prune.attention)

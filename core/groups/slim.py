@@ -1,10 +1,10 @@
 """Physical slimming: a masked network becomes a plain, smaller `nn.Module`.
 
 Removal of channels is torch-pruning's (its per-layer pruning functions, which also fix
-BatchNorm statistics, depthwise groups and `in_features`/`out_channels` attributes); which
-indices go comes from the groups. Each layer dimension is pruned once, with all groups'
+BatchNorm statistics, depthwise groups and `in_features`/`out_channels` attributes; LayerNorms
+and free parameters go through `prune_fns.py`); which indices go comes from the groups. Each layer dimension is pruned once, with all groups'
 indices together, so no index shifts between groups. Attention modules then get their head
-counts (and, for head-dim pruning, an unchanged softmax scale) through their adapter. The
+counts (and, for head-dim pruning, the dense network's softmax scale) through their adapter. The
 result is a deep copy with no mask hooks or suite state; the source network is untouched.
 """
 
@@ -20,15 +20,8 @@ import torch_pruning as tp
 
 from core.groups.adapters import AttentionAdapter
 from core.groups.masks import strip_mask_hooks
+from core.groups.prune_fns import prune_layernorm, prune_parameter
 from core.groups.structure import GroupSet
-
-
-def _prune_parameter(model: nn.Module, name: str, dim: int, drop: list[int]) -> None:
-    owner_name, _, attr = name.rpartition(".")
-    owner = model.get_submodule(owner_name) if owner_name else model
-    param = getattr(owner, attr)
-    keep = torch.tensor(sorted(set(range(param.shape[dim])) - set(drop)), dtype=torch.long, device=param.device)
-    setattr(owner, attr, nn.Parameter(param.data.index_select(dim, keep).clone(), requires_grad=param.requires_grad))
 
 
 def slim(model: nn.Module, groups: GroupSet, masks: Sequence[torch.Tensor]) -> nn.Module:
@@ -51,9 +44,12 @@ def slim(model: nn.Module, groups: GroupSet, masks: Sequence[torch.Tensor]) -> n
     for (layer, role, dim), idxs in drops.items():
         idxs_sorted = sorted(idxs)
         if role == "param":
-            _prune_parameter(slimmed, layer, dim, idxs_sorted)
+            prune_parameter(slimmed, layer, dim, idxs_sorted)
             continue
         module = slimmed.get_submodule(layer)
+        if isinstance(module, nn.LayerNorm):
+            prune_layernorm(module, idxs_sorted)
+            continue
         pruner = tp.pruner.function.PrunerBox[tp.ops.module2type(module)]
         if role == "out":
             pruner.prune_out_channels(module, idxs_sorted)

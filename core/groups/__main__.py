@@ -1,0 +1,5 @@
+import sys
+
+from core.groups.cli import main
+
+sys.exit(main())
