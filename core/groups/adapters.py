@@ -104,17 +104,17 @@ class AttentionAdapter:
         """Bring the module's attributes in line with its slimmed weights.
 
         Heads: `num_heads` (and `attn_dim`, and a per-head relative position bias table, where
-        present). Head dims: `head_dim`, and the softmax scale stays the dense network's
+        present). Head dims: `head_dim` (and `attn_dim`), and the softmax scale stays the dense network's
         (1/sqrt of the original head dim), as in the masked network. PyTorch's fused kernel
         would take 1/sqrt of the new head dim, so the module is switched to its explicit
         path, which uses `scale`. (Folding the change into q's weights would give the same
         outputs but different gradients, so fine-tuning would diverge from the masked net.)
         """
         kept_units = int(kept.sum())
+        if hasattr(module, "attn_dim"):
+            module.attn_dim = module.proj.in_features
         if group.kind == "head":
             module.num_heads = kept_units
-            if hasattr(module, "attn_dim"):
-                module.attn_dim = module.proj.in_features
             table = getattr(module, "relative_position_bias_table", None)
             if isinstance(table, nn.Parameter):
                 module.relative_position_bias_table = nn.Parameter(table.data[..., kept.bool()].clone())

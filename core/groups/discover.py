@@ -118,7 +118,7 @@ class _Tracer:
         def record(module: nn.Module, inputs: tuple, output: object) -> None:
             order.setdefault(module, len(order))
 
-        watched = [m for m in self.model.modules() if isinstance(m, WEIGHTED) or m in self.adapted]
+        watched = [m for m in self.model.modules() if not list(m.children()) or m in self.adapted]
         handles = [m.register_forward_hook(record) for m in watched]
         try:
             with eval_mode(self.model), torch.no_grad():
@@ -227,8 +227,9 @@ def discover_groups(
     for module, i in tracer.order.items():
         for sub, _ in module.named_modules(prefix=tracer.names[module]):
             order.setdefault(sub, i)
-    first = min(order, key=order.get)
-    last = max(order, key=order.get)
+    weighted = [tracer.names[m] for m in tracer.order if isinstance(m, WEIGHTED)]
+    first = min(weighted, key=order.get)  # the stem's producer
+    last = max(weighted, key=order.get)  # the classifier
 
     def position(members: list[Member] | tuple[Member, ...]) -> int:
         return min((order.get(m.layer, len(order)) for m in members if m.role == "out"), default=len(order))
@@ -237,8 +238,8 @@ def discover_groups(
     excluded: list[Group] = []
     for members, points, ops, size in tracer.groups():
         out_layers = {m.layer for m in members if m.role == "out"}
-        producers = sorted((m for m in members if m.role == "out" and m.op != "param"), key=lambda m: order.get(m.layer, 0))
-        name = producers[0].layer if producers else members[0].layer
+        producers = [m for m in members if m.role == "out" and m.op in ("conv", "depthwise", "linear")]
+        name = min(producers, key=lambda m: order.get(m.layer, len(order))).layer if producers else members[0].layer
         # A transformer's embedding width (normalised by LayerNorm) is pruned, not a stem.
         stem = first in out_layers and not any(m.op == "layernorm" for m in members)
         members.sort(key=lambda m: (order.get(m.layer, -1), m.role))
