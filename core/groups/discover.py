@@ -34,15 +34,14 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from core.config import PruneConfig
 from core.groups.adapters import AttentionAdapter, adapter_for
 from core.groups.structure import Group, GroupSet, MaskPoint, Member
-from core.config import PruneConfig
 from core.measure import device_of, eval_mode
 
-NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm)
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 # Autograd nodes that move channels without mixing them: a mask can be read through them.
-SHAPE_OPS = ("Permute", "Transpose", "View", "Reshape", "Unsafe", "Flatten", "Clone", "Alias",
+SHAPE_OPS = ("Permute", "Transpose", "View", "Reshape", "Flatten", "Clone", "Alias",
              "Unsqueeze", "Squeeze", "Expand", "ConstantPadNd", "T", "UnsafeView")
 GATES = ("Sigmoid", "Hardsigmoid")
 
@@ -101,15 +100,15 @@ class _Tracer:
             adapter = adapter_for(module)
             if adapter is not None:
                 self.adapted[module] = adapter
-        types = {type(m): a for m, a in self.adapted.items()}
+        adapted_types = {type(m): a for m, a in self.adapted.items()}
         for module in model.modules():
-            if type(module) in types and module not in self.adapted:
+            if type(module) in adapted_types and module not in self.adapted:
                 raise UnsupportedLayer(f"{type(module).__name__} instance {self.names[module]} does not fit its adapter")
         self.order = self._execution_order(example)
         with warnings.catch_warnings(), eval_mode(model), torch.enable_grad():
             warnings.simplefilter("ignore")  # torch-pruning announces unwrapped parameters
             self.graph = tp.DependencyGraph().build_dependency(
-                model, example, customized_pruners={t: a.Pruner() for t, a in types.items()}, verbose=False
+                model, example, customized_pruners={t: a.Pruner() for t, a in adapted_types.items()}, verbose=False
             )
 
     def _execution_order(self, example: torch.Tensor) -> dict[nn.Module, int]:
