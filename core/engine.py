@@ -18,6 +18,7 @@ progress bar, evaluates and appends a `log.jsonl` line after each epoch, rewrite
 from __future__ import annotations
 
 import copy
+import itertools
 import signal
 import sys
 import threading
@@ -25,7 +26,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn as nn
@@ -138,6 +139,14 @@ def evaluate(net: nn.Module, data: DataBundle, device: torch.device, progress: b
     return 100.0 * correct / max(total, 1)
 
 
+def _on_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches moved to `device`, drawn without touching the training RNG."""
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        for images, labels in batches:
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
 def _bar() -> dict[str, Any]:
     """tqdm settings: lively on a terminal, a line every 30 s in a log file."""
     return {"mininterval": 0.1 if sys.stderr.isatty() else 30.0, "dynamic_ncols": True}
@@ -165,7 +174,11 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
 
     model = build_model(cfg.model, data.info.num_classes, data.image_size)
     dense_flops, dense_params = count_flops(model, data.image_size), count_params(model)
-    ctx = TrainContext(cfg, device, data.steps_per_epoch, data.info.num_classes, data.image_size)
+    ctx = TrainContext(
+        cfg, device, data.steps_per_epoch, data.info.num_classes, data.image_size, run_dir=run_dir.path,
+        train_batches=lambda n: _on_device(itertools.islice(data.train_loader(cfg.train.epochs), n), device),
+        test_batches=lambda: _on_device(data.test_loader(), device),
+    )
     pruner: Pruner = PRUNERS.get(cfg.prune.method).factory(model, ctx)
 
     trainer = _Training(cfg, run_dir, data, pruner, device)
@@ -309,6 +322,8 @@ class _Training:
             for name, net in self.pruner.eval_networks().items():
                 key = "test_top1" if name == "hard" else f"test_top1_{name}"
                 entry[key] = evaluate(net, self.data, self.device, self.cfg.progress, f"eval {name}")
+            with torch.no_grad():
+                entry.update(self.pruner.eval_extras())
             entry["eval_time_s"] = time.perf_counter() - tick
         entry.update(extra)
         self.run_dir.append_log(entry)
@@ -354,6 +369,7 @@ class _Training:
                 flops_ratio_prunable=self.pruner.flops_ratio_prunable(exported),
                 params=count_params(exported),
             )
+            metrics.update(self.pruner.final_metrics())
         record: dict[str, Any] = {
             "run_id": run_id(cfg),
             "experiment": cfg.experiment,

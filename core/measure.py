@@ -63,7 +63,8 @@ def device_of(model: nn.Module) -> torch.device:
 
 def count_flops(model: nn.Module, image_size: int, channels: int = 3) -> int:
     """FLOPs of one forward pass of one image, by FlopCounterMode."""
-    x = torch.zeros(1, channels, image_size, image_size, device=device_of(model))
+    dtype = next(model.parameters()).dtype
+    x = torch.zeros(1, channels, image_size, image_size, device=device_of(model), dtype=dtype)
     with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return int(counter.get_total_flops())

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -39,6 +40,12 @@ class TrainContext:
     steps_per_epoch: int
     num_classes: int
     image_size: int
+    run_dir: Path | None = None  # where a pruner may keep files of its own (documented by it)
+    # `train_batches(n)`: n training batches (images, labels) on the device, the same ones at
+    # every call and without touching the training RNG (e.g. for BN recalibration).
+    train_batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None
+    # `test_batches()`: the test split, batch by batch, on the device.
+    test_batches: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
 
 @dataclass
@@ -76,6 +83,14 @@ class Pruner(ABC):
     @abstractmethod
     def eval_networks(self) -> dict[str, nn.Module]:
         """Networks to evaluate, by name: 'hard' (always), 'soft' (where there is one)."""
+
+    def eval_extras(self) -> dict[str, Any]:
+        """Extra test-set measurements for an evaluated epoch's log line (e.g. gap metrics)."""
+        return {}
+
+    def final_metrics(self) -> dict[str, Any]:
+        """Extra entries for the record's metrics, asked for after `export`."""
+        return {}
 
     @abstractmethod
     def export(self) -> nn.Module:

@@ -31,7 +31,8 @@ SCOPES = ("network", "prunable")
 
 def module_flops(model: nn.Module, image_size: int, channels: int = 3) -> dict[str, int]:
     """FlopCounterMode's FLOPs of one image, per module name ('' is the whole network)."""
-    x = torch.zeros(1, channels, image_size, image_size, device=device_of(model))
+    dtype = next(model.parameters()).dtype
+    x = torch.zeros(1, channels, image_size, image_size, device=device_of(model), dtype=dtype)
     with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     root = type(model).__name__

@@ -1,0 +1,211 @@
+"""Algorithm 1 and its alternatives, independent of any training loop.
+
+`S2HState` holds what S2HPruner adds to a network: its groups, mask hooks, FLOPs model and
+prefix-mask logits. `S2HState.gradients(x, y)` runs one step's forward passes and returns the
+gradients Algorithm 1 (or an alternative formulation) assigns to the weights theta and to the
+mask logits u, without touching any optimizer; `apply` writes them into `.grad`. The
+registered pruner (`method.pruner`) and the user API (`method.api`) both drive this class.
+
+Gradient routing of "ours" (Eq. 4, Eq. 5, Algorithm 1 lines 7-12), with L the soft network's
+cross-entropy, R = (FLOPs_soft / FLOPs_all - T)^2 and G(h, s) = KL(softmax(s) || softmax(h)):
+
+    theta <- beta * dL/dtheta + gamma * d G(y_h, sg(y_s)) / dtheta      [+ G(sg(y_h), y_s) if switched on]
+    u     <- balance(dL/du, d G(sg(y_h), y_s) / du, dR/du)
+
+where balance (A4) normalises the L and G gradients by their own L2 norms, adds them, scales
+the sum to the L2 norm of dR/du and adds coef_r * dR/du; per group by default. Each of the five
+terms can be switched off. G(sg(y_h), y_s) reaches theta only when g_g_soft_theta is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.groups import FlopsModel, GroupMasks, GroupSet, channel_order
+from method.options import S2HOptions
+from method.prefix import PrefixMasks
+
+EPS = 1e-12
+
+
+def gap(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """G: KL(teacher || student) over the class distributions, averaged over the batch."""
+    return F.kl_div(F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1), reduction="batchmean", log_target=True)
+
+
+def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum((t.double() ** 2).sum() for t in tensors))
+
+
+def balance(
+    g_l: list[torch.Tensor] | None,
+    g_g: list[torch.Tensor] | None,
+    g_r: list[torch.Tensor],
+    coef_r: float,
+    mode: str,
+) -> list[torch.Tensor]:
+    """A4's combination of the mask gradients (see the module docstring)."""
+    if mode == "none":
+        return [coef_r * r + sum(t[i] for t in (g_l, g_g) if t is not None) for i, r in enumerate(g_r)]
+    blocks = [[i] for i in range(len(g_r))] if mode == "per_group" else [list(range(len(g_r)))]
+    out = [coef_r * r for r in g_r]
+    for block in blocks:
+        total = [torch.zeros_like(g_r[i]) for i in block]
+        for term in (g_l, g_g):
+            if term is None:
+                continue
+            norm = _norm([term[i] for i in block])
+            if norm > EPS:
+                total = [acc + term[i] / norm for acc, i in zip(total, block)]
+        size = _norm(total)
+        if size > EPS:
+            scale = _norm([g_r[i] for i in block]) / size
+            for acc, i in zip(total, block):
+                out[i] = out[i] + (acc * scale).to(out[i].dtype)
+    return out
+
+
+@dataclass
+class Gradients:
+    theta: list[torch.Tensor | None]
+    u: list[torch.Tensor]
+    loss: torch.Tensor  # the soft network's cross-entropy (the hard one's for alt1 weights)
+    logits: torch.Tensor  # the soft network's outputs
+    parts: dict[str, float]
+
+
+class S2HState(nn.Module):
+    """Masks, groups, FLOPs and coefficients of S2HPruner on one model."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: GroupSet,
+        options: S2HOptions,
+        flops_target: float,
+        flops_scope: str = "network",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.model, self.groups, self.options = model, groups, options
+        self.target, self.scope, self.label_smoothing = flops_target, flops_scope, label_smoothing
+        self.masker = GroupMasks(model, groups)
+        self.flops = FlopsModel(model, groups)
+        self.masks = PrefixMasks(groups.sizes, options.divisor, options.mask_init, options.mask_rule)
+        self.masks.set_orders(channel_order(model, groups))
+        transformer = any(g.kind in ("head", "head-dim") for g in groups)
+        default_l, default_g = (1.0, 1.0) if transformer else (0.5, 5.0)
+        self.coef_l = options.coef_l_theta if options.coef_l_theta is not None else default_l
+        self.coef_g = options.coef_g_theta if options.coef_g_theta is not None else default_g
+
+    # ----------------------------------------------------------------------------- networks
+
+    def weights(self) -> list[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def logits_params(self) -> list[nn.Parameter]:
+        return list(self.masks.logits)
+
+    def hard_masks(self) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [m.detach() for m in self.masks.hard()]
+
+    def soft_masks(self) -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [m.detach() for m in self.masks.soft()]
+
+    def hard_flops_ratio(self, scope: str = "network") -> float:
+        return self.flops.exact(self.hard_masks(), scope) / self.flops.dense(scope)
+
+    def resource_loss(self) -> torch.Tensor:
+        ratio = self.flops.ratio(self.masks.expected_widths(), self.scope)
+        return (ratio - self.target) ** 2
+
+    def forward_masked(self, x: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
+        with self.masker.use(masks):
+            return self.model(x)
+
+    def reorder(self) -> None:
+        """Re-rank every group's units by the current weights' L1 importance."""
+        self.masks.set_orders(channel_order(self.model, self.groups))
+
+    # ----------------------------------------------------------------------------- one step
+
+    def _ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor) -> Gradients:
+        """One step's gradients for the weights and the mask logits (nothing is updated)."""
+        o = self.options
+        theta, u = self.weights(), self.logits_params()
+        keep = self.masks.position_keep()
+        soft = self.masks._to_units(keep)
+        y_s = self.forward_masked(x, soft)
+        loss_soft = self._ce(y_s, y)
+        r = self.resource_loss()
+        g_r = [g if g is not None else torch.zeros_like(p) for g, p in zip(torch.autograd.grad(r, u, allow_unused=True), u)]
+        parts = {"loss_soft": loss_soft.item(), "resource": r.item()}
+
+        if o.formulation == "soft_only":
+            grads = torch.autograd.grad(loss_soft, theta + u, allow_unused=True)
+            g_theta, g_lu = list(grads[: len(theta)]), list(grads[len(theta):])
+            g_u = balance(_fill(g_lu, u) if o.g_l_w else None, None, g_r, o.coef_r, o.balance)
+            return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
+
+        hard = self.masks._to_units(self.masks.hard_positions(keep))
+        y_h = self.forward_masked(x, hard)
+
+        if o.formulation in ("alt1", "alt2"):
+            g_lu = torch.autograd.grad(loss_soft, u, allow_unused=True) if o.g_l_w else None
+            g_u = balance(_fill(g_lu, u) if g_lu is not None else None, None, g_r, o.coef_r, o.balance)
+            if o.formulation == "alt1":  # Eq. 6: weights trained through the hard network alone
+                objective = self._ce(y_h, y)
+                parts["loss_hard"] = objective.item()
+            else:  # Eq. 7: the unmasked network learns the task and teaches the hard one
+                y_o = self.forward_masked(x, None)
+                distil = gap(y_h, y_o.detach())
+                objective = self._ce(y_o, y) + distil
+                parts["gap"] = distil.item()
+            g_theta = list(torch.autograd.grad(objective, theta, allow_unused=True))
+            return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
+
+        # Algorithm 1, lines 6-12.
+        d1 = gap(y_h, y_s.detach())
+        d2 = gap(y_h.detach(), y_s)
+        parts["gap"] = d1.item()
+        wants_l = (theta if o.g_l_theta else []) + (u if o.g_l_w else [])
+        g_l = torch.autograd.grad(loss_soft, wants_l, retain_graph=True, allow_unused=True) if wants_l else ()
+        g_l_theta = list(g_l[: len(theta)]) if o.g_l_theta else None
+        g_l_u = list(g_l[len(theta) if o.g_l_theta else 0:]) if o.g_l_w else None
+        g_d1 = list(torch.autograd.grad(d1, theta, allow_unused=True)) if o.g_g_hard_theta else None
+        wants_d2 = (u if o.g_g_w else []) + (theta if o.g_g_soft_theta else [])
+        g_d2 = torch.autograd.grad(d2, wants_d2, allow_unused=True) if wants_d2 else ()
+        g_d2_u = list(g_d2[: len(u)]) if o.g_g_w else None
+        g_d2_theta = list(g_d2[len(u) if o.g_g_w else 0:]) if o.g_g_soft_theta else None
+
+        g_theta: list[torch.Tensor | None] = []
+        for i, p in enumerate(theta):
+            total = None
+            for coef, term in ((self.coef_l, g_l_theta), (self.coef_g, g_d1), (self.coef_g, g_d2_theta)):
+                if term is not None and term[i] is not None:
+                    total = coef * term[i] if total is None else total + coef * term[i]
+            g_theta.append(total)
+        g_u = balance(_fill(g_l_u, u) if g_l_u is not None else None, _fill(g_d2_u, u) if g_d2_u is not None else None,
+                      g_r, o.coef_r, o.balance)
+        return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
+
+    def apply(self, grads: Gradients) -> None:
+        """Write a step's gradients into `.grad` (replacing what was there)."""
+        for p, g in zip(self.weights(), grads.theta):
+            p.grad = None if g is None else g.detach()
+        for p, g in zip(self.logits_params(), grads.u):
+            p.grad = g.detach().to(p.dtype)
+
+
+def _fill(grads: Sequence[torch.Tensor | None], like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, like)]
