@@ -1,0 +1,106 @@
+"""The `s2hpruner` and `scratch` methods through the engine: records, logs, exports, modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from core.engine import RunInterrupted, run
+from core.errors import ConfigError
+from core.records import RunDir
+
+S2H = ["prune.method=s2hpruner", "prune.flops_target=0.35", "prune.options.widths_every=2",
+       "prune.options.recalibrate_batches=2"]
+
+
+def _flops(module: torch.nn.Module, size: int) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module.eval()(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops()
+
+
+def test_run_folder_and_exported_network(tiny):
+    cfg = tiny(*S2H)
+    outcome = run(cfg, handle_signals=False)
+    assert outcome.status == "done"
+    d = RunDir.for_config(cfg)
+    record, log = outcome.record, d.read_log()
+    m = record["metrics"]
+    # pruned.pt is the last evaluated hard network: same accuracy, FLOPs by an independent count.
+    assert m["top1"] == log[-1]["test_top1"]
+    exported = torch.load(d.export, weights_only=False)
+    assert m["flops_ratio"] == pytest.approx(_flops(exported, 16) / m["flops_dense"])
+    assert m["flops_ratio"] == pytest.approx(log[-1]["flops_ratio"])  # the exact counter agrees
+    assert m["flops_ratio"] < 1 and "top1_soft" in m and {"gap_js", "gap_l2"} <= set(m)
+    for entry in log:
+        assert {"flops_ratio", "flops_ratio_soft", "widths", "test_top1", "test_top1_soft", "gap_js"} <= set(entry)
+    widths = [json.loads(line) for line in (d.path / "widths.jsonl").read_text().splitlines()]
+    assert [w["step"] for w in widths] == list(range(2, 13, 2))  # 2 epochs x 6 steps
+    architecture = json.loads((d.path / "architecture.json").read_text())
+    assert [g["kept"] for g in architecture["groups"]] == log[-1]["widths"]
+    assert len(architecture["groups"]) == 36
+
+
+@pytest.mark.parametrize("formulation", ["alt1", "alt2", "soft_only"])
+def test_alternative_formulations_run(tiny, formulation):
+    outcome = run(tiny(*S2H, f"prune.options.formulation={formulation}", "train.epochs=1"), handle_signals=False)
+    assert outcome.status == "done" and "gap_js" in outcome.record["metrics"]
+
+
+def test_fine_tune_and_scratch_from_a_finished_run(tiny):
+    source = run(tiny(*S2H, "prune.options.formulation=soft_only", "train.epochs=1"), handle_signals=False)
+    folder = source.run_dir.path
+    tuned = run(tiny(*S2H, f"prune.options.init_from={folder}", "train.lr=0.002", "train.epochs=1"), handle_signals=False)
+    assert tuned.status == "done"
+    ours = run(tiny("prune.method=scratch", "prune.flops_target=0.35", f"prune.options.architecture_from={folder}",
+                    "train.epochs=1"), handle_signals=False)
+    architecture = json.loads((folder / "architecture.json").read_text())
+    assert ours.record["metrics"]["flops_ratio"] == pytest.approx(architecture["flops_ratio"])
+    rand = run(tiny("prune.method=scratch", "prune.flops_target=0.35", f"prune.options.architecture_from={folder}",
+                    "prune.options.random=true", "prune.options.random_seed=3", "train.epochs=1"), handle_signals=False)
+    assert rand.record["metrics"]["flops_ratio"] == pytest.approx(architecture["flops_ratio"], rel=0.01)
+    assert rand.run_dir.read_log()[-1]["widths"] != [g["kept"] for g in architecture["groups"]]
+
+
+def test_bad_options_fail_before_work(tiny):
+    with pytest.raises(ConfigError, match="mask_rule"):
+        tiny(*S2H, "prune.options.mask_rule=median")
+    with pytest.raises(ConfigError, match="flops_target < 1"):
+        tiny("prune.method=s2hpruner")
+    with pytest.raises(ConfigError, match="architecture_from"):
+        tiny("prune.method=scratch")
+    with pytest.raises(ConfigError, match="no checkpoint.pt"):
+        tiny(*S2H, "prune.options.init_from=/nonexistent")
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny, tmp_path, monkeypatch):
+    """SIGUSR2 mid-epoch, then the same command: weights, masks, logs and widths as if never stopped."""
+    from method.pruner import S2HPruner
+
+    args = (*S2H, "train.epochs=2")
+    reference = run(tiny(*args, f"output_root={tmp_path / 'reference'}"), handle_signals=False).run_dir
+    original = S2HPruner.train_step
+
+    def signalling(self, inputs, targets, epoch, step):
+        result = original(self, inputs, targets, epoch, step)
+        if step + 1 == 9:  # epoch 2, step 3 of 6
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return result
+
+    cfg = tiny(*args)
+    monkeypatch.setattr(S2HPruner, "train_step", signalling)
+    with pytest.raises(RunInterrupted):
+        run(cfg)
+    monkeypatch.setattr(S2HPruner, "train_step", original)
+    resumed = run(cfg).run_dir
+    a, b = (torch.load(d.export, weights_only=False).state_dict() for d in (reference, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = {"time_s", "eval_time_s"}
+    assert [{k: v for k, v in e.items() if k not in drop} for e in reference.read_log()] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in resumed.read_log()]
+    assert (reference.path / "widths.jsonl").read_text() == (resumed.path / "widths.jsonl").read_text()
