@@ -70,4 +70,4 @@ def test_buckets():
     w = masks.position_keep()[0]
     assert torch.equal(w[:4], w[:1].expand(4)) and torch.equal(w[8:], w[8:9].expand(2))
     # uniform over "keep 4, 8 or 10 channels"
-    assert float(masks.expected_widths()[0]) == pytest.approx((4 + 8 + 10) / 3)
+    assert masks.expected_widths()[0].item() == pytest.approx((4 + 8 + 10) / 3)
