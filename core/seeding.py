@@ -20,6 +20,7 @@ SYNTHETIC_PROTOTYPES = 3
 SYNTHETIC_TRAIN = 4
 SYNTHETIC_TEST = 5
 LOADER = 6
+PRUNE_SELECTION = 7  # which units a baseline removes at random (RST-S)
 
 
 def derive_seed(*keys: int) -> int:

@@ -151,6 +151,10 @@ class FlopsModel:
         self.groups.check_masks(list(masks))
         return float(self.count([m.detach().double().cpu().round().sum() for m in masks], scope))
 
+    def exact_widths(self, widths: Sequence[int], scope: str = "network") -> float:
+        """FLOPs with `widths[g]` units kept in group g (any units: only the counts matter)."""
+        return float(self.count([float(w) for w in widths], scope))
+
     def measure(self, slimmed: nn.Module, scope: str = "network") -> int:
         """FlopCounterMode's count of a slimmed network over one scope (names as in the dense model)."""
         flops = module_flops(slimmed, self.groups.image_size, self.groups.channels)

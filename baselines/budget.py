@@ -1,0 +1,52 @@
+"""The budget policy shared by the baselines (see baselines/README.md).
+
+A baseline gets the run's total budget (`train.epochs` x steps per epoch: the same total as
+S2HPruner in that table's setting for "1x", twice that for "2x") and splits it across its
+phases in the proportions of its official recipe (`budget_split`, a config field). Phase
+boundaries are steps, so short smoke runs keep every phase. Within a phase the run's own
+learning-rate schedule (warm-up, cosine or milestones) is laid over the phase's steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+from timm.scheduler.scheduler import Scheduler
+
+from core.config import TrainConfig
+from core.errors import ConfigError
+from core.optim import build_scheduler
+
+
+def check_split(split: Sequence[float], phases: int, key: str = "prune.options.budget_split") -> None:
+    if len(split) != phases or any(s <= 0 for s in split):
+        raise ConfigError(f"{key} must be {phases} positive numbers, got {list(split)}")
+
+
+def phase_ends(total_steps: int, split: Sequence[float]) -> list[int]:
+    """Cumulative end step of each phase; every phase gets at least one step."""
+    if total_steps < len(split):
+        raise ConfigError(f"{total_steps} training steps cannot hold {len(split)} phases")
+    total = sum(split)
+    ends, done = [], 0.0
+    for i, share in enumerate(split):
+        done += share
+        end = round(total_steps * done / total)
+        end = max(end, (ends[-1] if ends else 0) + 1)
+        ends.append(min(end, total_steps - (len(split) - 1 - i)))
+    ends[-1] = total_steps
+    return ends
+
+
+def phase_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, phase_steps: int) -> Scheduler:
+    """The run's schedule stretched over `phase_steps` steps (call `step_update(k)`, k = 1, 2, ...)."""
+    fraction = phase_steps / train.epochs
+    shape = dataclasses.replace(
+        train,
+        epochs=phase_steps,
+        warmup_epochs=min(round(train.warmup_epochs * fraction), phase_steps - 1),
+        milestones=[max(1, round(m * fraction)) for m in train.milestones],
+    )
+    return build_scheduler(optimizer, shape, steps_per_epoch=1)

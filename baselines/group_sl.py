@@ -1,0 +1,185 @@
+"""Group-SL: DepGraph's sparse learning with group-norm regularisation, then pruning
+(Fang et al., CVPR 2023; official library torch-pruning, whose GroupNormPruner and group
+importance this uses).
+
+Phases, splitting the run's budget (`budget_split`, see baselines/README.md):
+1. pre-train the dense network with the run's recipe;
+2. sparse learning: the same, with weight decay 0 and, after every backward pass, the group
+   regulariser (`GroupNormPruner.regularize`: reg 5e-4 times each group's L2 group norm
+   gradient, scaled per group by a factor in [1, alpha=16] that grows as the group's
+   importance falls);
+3. pruning, up to `max_prune_steps` (400) global steps ranked by the L2 group magnitude
+   normalised by its maximum, stopping as soon as the suite's FLOPs counter (FlopCounterMode)
+   says the target is met; then fine-tuning with the run's recipe.
+
+Groups: torch-pruning's own DependencyGraph groups, with the layers our substrate keeps
+(stem, classifier, `prune.keep`) ignored, so every method prunes the same channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from baselines.budget import check_split, phase_ends, phase_scheduler
+from core.config import RunConfig
+from core.errors import ConfigError
+from core.groups import FlopsModel, groups_for_run
+from core.measure import count_flops, device_of
+from core.optim import build_optimizer
+from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, classification_loss
+
+PHASES = ("pretrain", "sparse", "finetune")
+# Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
+# pruned network must hold to rebuild it on the dense model (tensors and primitives only).
+STRUCTURE = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
+             "normalized_shape")
+
+
+def structure_of(model: nn.Module) -> dict[str, dict[str, Any]]:
+    return {name: {k: getattr(m, k) for k in STRUCTURE if hasattr(m, k)}
+            for name, m in model.named_modules() if any(hasattr(m, k) for k in STRUCTURE)}
+
+
+def restore_structure(model: nn.Module, structure: dict[str, dict[str, Any]], state: dict[str, torch.Tensor]) -> None:
+    """Give `model` (same architecture, any widths) the widths and tensors of `state`."""
+    for name, attrs in structure.items():
+        module = model.get_submodule(name)
+        for key, value in attrs.items():
+            setattr(module, key, tuple(value) if isinstance(value, list) else value)
+    for key, value in state.items():
+        owner_name, _, attr = key.rpartition(".")
+        owner = model.get_submodule(owner_name) if owner_name else model
+        if attr in owner._parameters:
+            owner._parameters[attr] = nn.Parameter(value.clone(), requires_grad=owner._parameters[attr].requires_grad)
+        else:
+            owner._buffers[attr] = value.clone()
+
+
+@dataclass
+class GroupSLOptions:
+    reg: float = 5e-4  # official
+    alpha: float = 16.0  # per-group scaling in [1, alpha] (official 2^4)
+    max_prune_steps: int = 400  # official iterative steps
+    max_channel_ratio: float = 0.95  # most of any layer's channels a step may remove
+    budget_split: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])  # pretrain, sparse, fine-tune
+
+    def validate(self) -> None:
+        check_split(self.budget_split, 3)
+        if self.reg < 0 or self.alpha < 1 or self.max_prune_steps < 1 or not 0 < self.max_channel_ratio < 1:
+            raise ConfigError("prune.options: reg >= 0, alpha >= 1, max_prune_steps >= 1, max_channel_ratio in (0, 1)")
+
+
+@PRUNERS.register("group_sl", options=GroupSLOptions, summary="Group-SL (DepGraph): group sparse learning, prune, fine-tune")
+class GroupSLPruner(Pruner):
+    """See the module docstring."""
+
+    def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().__init__(model, ctx)
+        cfg = self.cfg
+        self.options = GroupSLOptions(**cfg.prune.options)
+        self.model = model.to(ctx.device)
+        groups = groups_for_run(self.model, cfg.prune, ctx.image_size)
+        self.flops = FlopsModel(self.model, groups)
+        self.dense_flops = self.flops.dense()
+        modules = dict(self.model.named_modules())
+        self.ignored = [modules[m.layer] for g in groups.excluded for m in g.producers()]
+        self.ends = phase_ends(cfg.train.epochs * ctx.steps_per_epoch, self.options.budget_split)
+        self.phase = "pretrain"
+        self.pruned_at: int | None = None
+        self._start_phase("pretrain")
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        if cfg.prune.flops_target >= 1:
+            raise ConfigError("prune.method=group_sl needs prune.flops_target < 1")
+
+    def _example(self) -> torch.Tensor:
+        size = self.ctx.image_size
+        return torch.zeros(1, 3, size, size, device=device_of(self.model))
+
+    def _tp_pruner(self) -> tp.pruner.GroupNormPruner:
+        o = self.options
+        return tp.pruner.GroupNormPruner(
+            self.model, self._example(),
+            importance=tp.importance.GroupMagnitudeImportance(p=2, normalizer="max"),
+            reg=o.reg, global_pruning=True, pruning_ratio=o.max_channel_ratio,
+            iterative_steps=o.max_prune_steps, ignored_layers=self.ignored,
+        )
+
+    def _start_phase(self, phase: str) -> None:
+        self.phase = phase
+        start = 0 if phase == "pretrain" else self.ends[PHASES.index(phase) - 1]
+        train = self.cfg.train
+        if phase == "sparse":
+            train = dataclasses.replace(train, weight_decay=0.0)  # official: no weight decay while sparse
+            self.regulariser = self._tp_pruner()
+        self.optimizer = build_optimizer(self.model.parameters(), train)
+        self.scheduler = phase_scheduler(self.optimizer, train, self.ends[PHASES.index(phase)] - start)
+        self.phase_start = start
+
+    def _prune(self) -> None:
+        """Global pruning steps until the counter meets the target (or the steps run out)."""
+        pruner = self.regulariser if hasattr(self, "regulariser") else self._tp_pruner()
+        target = self.cfg.prune.flops_target * self.dense_flops
+        steps = 0
+        while count_flops(self.model, self.ctx.image_size) > target:
+            if steps == self.options.max_prune_steps:
+                ratio = count_flops(self.model, self.ctx.image_size) / self.dense_flops
+                raise RuntimeError(f"Group-SL reached only a FLOPs ratio of {ratio:.3f} in {steps} pruning steps "
+                                   f"(target {self.cfg.prune.flops_target}); raise max_channel_ratio")
+            pruner.step()
+            steps += 1
+        self.pruned_at = steps
+        self.__dict__.pop("regulariser", None)
+
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+        self.model.train()
+        logits = self.model(inputs)
+        loss = classification_loss(logits, targets, self.cfg.train.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.phase == "sparse":
+            self.regulariser.regularize(self.model, alpha=self.options.alpha)
+        self.optimizer.step()
+        self.scheduler.step_update(step + 1 - self.phase_start)
+        if self.phase != "finetune" and step + 1 == self.ends[PHASES.index(self.phase)]:
+            if self.phase == "pretrain":
+                self._start_phase("sparse")
+            else:
+                self._prune()
+                self._start_phase("finetune")
+        return StepResult(loss.detach(), logits.detach())
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        return {"flops_ratio": count_flops(self.model, self.ctx.image_size) / self.dense_flops, "phase": self.phase}
+
+    def eval_networks(self) -> dict[str, nn.Module]:
+        return {"hard": self.model}
+
+    def export(self) -> nn.Module:
+        return self.model
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {"prune_steps": self.pruned_at}
+
+    def flops_ratio_prunable(self, exported: nn.Module) -> float:
+        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "pruned_at": self.pruned_at, "model": self.model.state_dict(),
+                "structure": structure_of(self.model), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        restore_structure(self.model, state["structure"], state["model"])
+        self.pruned_at = state["pruned_at"]
+        self._start_phase(state["phase"])
+        self.optimizer.load_state_dict(state["optimizer"])

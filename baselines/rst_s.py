@@ -1,0 +1,209 @@
+"""RST-S: structured random sparse network transformation (Bai et al., ICLR 2022, "Dual
+Lottery Ticket Hypothesis"; official code yueb17/DLTH, filter granularity).
+
+From the randomly initialised dense network:
+1. choose the units to remove in every prunable group except residual streams (the stem is
+   never prunable here), at one uniform ratio found by bisection so that the hard network
+   meets the FLOPs target: at random (`selection=rand`, as the paper describes) or those with
+   the smallest L1 producer rows (`l1_min`, the official code's default);
+2. transformation phase: train with a growing L2 penalty on the producer weight rows of those
+   units only (official: +1e-4 every 5 iterations up to 1.0, then held while the network
+   stabilises; SGD lr 0.001, momentum 0.9);
+3. remove them physically and train the slimmed network with the run's optimizer and schedule.
+
+Phases split the run's budget (`budget_split`, see baselines/README.md). The penalty's growth
+is scaled with the phase: it reaches the ceiling after `growth_fraction` of the phase (the
+official 50,000 of 90,000 iterations), unless `reg_increment` fixes the increment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.nn as nn
+
+from baselines.budget import check_split, phase_ends, phase_scheduler
+from core.config import RunConfig
+from core.errors import ConfigError
+from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
+from core.optim import build_optimizer
+from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, classification_loss
+from core.seeding import PRUNE_SELECTION, derive_seed
+
+SELECTIONS = ("rand", "l1_min")
+
+
+@dataclass
+class RSTOptions:
+    selection: str = "rand"  # rand (paper) | l1_min (official code's default)
+    reg_interval: int = 5  # iterations between penalty increments (official 5)
+    reg_ceiling: float = 1.0  # the penalty's upper limit (official 1.0)
+    reg_increment: Optional[float] = None  # null: scaled to the phase; official 1e-4
+    growth_fraction: float = 50000 / 90000  # share of the phase spent growing (official 50k of 90k)
+    transform_lr: float = 0.001  # official
+    transform_momentum: float = 0.9  # official
+    budget_split: list[float] = field(default_factory=lambda: [0.35, 0.65])  # transformation, training
+
+    def validate(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"prune.options.selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        check_split(self.budget_split, 2)
+        if self.reg_interval < 1 or self.reg_ceiling <= 0 or not 0 < self.growth_fraction <= 1:
+            raise ConfigError("prune.options: reg_interval >= 1, reg_ceiling > 0 and growth_fraction in (0, 1] are needed")
+
+
+def eligible(groups: GroupSet) -> list[bool]:
+    """RST-S prunes interior units (heads, MLP hidden units...), never a residual stream."""
+    return [g.kind != "residual" for g in groups]
+
+
+def uniform_widths(groups: GroupSet, flops: FlopsModel, target: float) -> list[int]:
+    """Keep counts at one removal ratio across eligible groups, by bisection on the ratio."""
+    mask = eligible(groups)
+
+    def widths(ratio: float) -> list[int]:
+        return [max(1, round((1 - ratio) * g.size)) if ok else g.size for g, ok in zip(groups, mask)]
+
+    floor = flops.exact_widths(widths(1.0)) / flops.dense()
+    if target < floor:
+        raise ConfigError(f"RST-S prunes interior groups only: its lowest FLOPs ratio here is {floor:.3f}, "
+                          f"above the target {target}")
+    low, high = 0.0, 1.0
+    for _ in range(50):
+        mid = 0.5 * (low + high)
+        if flops.exact_widths(widths(mid)) / flops.dense() > target:
+            low = mid
+        else:
+            high = mid
+    # Rounding makes the ratio a staircase. From the widest set at or below the target, give
+    # units back one at a time to the groups whose rounding cut deepest, while the target
+    # holds: still one ratio up to rounding, and as close to the target as units allow.
+    chosen = widths(high)
+    residue = sorted((i for i, ok in enumerate(mask) if ok), key=lambda i: chosen[i] - (1 - high) * groups[i].size)
+    for i in residue:
+        if chosen[i] < groups[i].size:
+            trial = chosen[:i] + [chosen[i] + 1] + chosen[i + 1:]
+            if flops.exact_widths(trial) / flops.dense() <= target:
+                chosen = trial
+    return chosen
+
+
+@PRUNERS.register("rst_s", options=RSTOptions, summary="RST-S (Dual Lottery Ticket Hypothesis), filter granularity")
+class RSTPruner(Pruner):
+    """See the module docstring."""
+
+    def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().__init__(model, ctx)
+        cfg = self.cfg
+        self.options = o = RSTOptions(**cfg.prune.options)
+        self.model = model.to(ctx.device)
+        self.groups = groups_for_run(self.model, cfg.prune, ctx.image_size)
+        self.flops = FlopsModel(self.model, self.groups)
+        widths = uniform_widths(self.groups, self.flops, cfg.prune.flops_target)
+        self.keep = self._choose(widths)
+        total = cfg.train.epochs * ctx.steps_per_epoch
+        self.transform_end = phase_ends(total, o.budget_split)[0]
+        growth_steps = max(1, round(o.growth_fraction * self.transform_end))
+        self.increment = o.reg_increment if o.reg_increment is not None else o.reg_ceiling * o.reg_interval / growth_steps
+        self.reg = 0.0
+        self.phase = "transform"
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.transform_lr, momentum=o.transform_momentum,
+                                         weight_decay=cfg.train.weight_decay)
+        self.scheduler = None
+        # (layer, rows) of every producer row under the penalty
+        self.penalised = [(m.layer, m.index[(k == 0).nonzero().flatten()].flatten())
+                          for g, k in zip(self.groups, self.keep) for m in g.producers() if (k == 0).any()]
+
+    def _choose(self, widths: list[int]) -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, PRUNE_SELECTION))
+        keep = []
+        for group, width in zip(self.groups, widths):
+            if self.options.selection == "rand":
+                order = torch.randperm(group.size, generator=generator)
+            else:  # keep the largest-L1 units, remove the smallest
+                order = torch.sort(unit_scores(self.model, group), descending=True, stable=True).indices
+            keep.append(prefix_mask(order, width))
+        return keep
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        from core.data import dataset_spec
+        from core.models import build_model
+
+        if cfg.prune.flops_target >= 1:
+            raise ConfigError("prune.method=rst_s needs prune.flops_target < 1")
+        info = dataset_spec(cfg.data).info
+        size = cfg.data.image_size or info.image_size
+        model = build_model(cfg.model, info.num_classes, size)
+        groups = groups_for_run(model, cfg.prune, size)
+        uniform_widths(groups, FlopsModel(model, groups), cfg.prune.flops_target)
+
+    # ----------------------------------------------------------------------------- training
+
+    def _penalise(self) -> None:
+        """Add reg * w to the gradient of every chosen row (the gradient of reg/2 * |w|^2)."""
+        modules = dict(self.model.named_modules())
+        with torch.no_grad():
+            for layer, rows in self.penalised:
+                weight = modules[layer].weight
+                rows = rows.to(weight.device)
+                if weight.grad is None:
+                    weight.grad = torch.zeros_like(weight)
+                weight.grad[rows] += self.reg * weight[rows]
+
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+        self.model.train()
+        logits = self.model(inputs)
+        loss = classification_loss(logits, targets, self.cfg.train.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.phase == "transform":
+            self._penalise()
+            self.optimizer.step()
+            if (step + 1) % self.options.reg_interval == 0:
+                self.reg = min(self.options.reg_ceiling, self.reg + self.increment)
+            if step + 1 == self.transform_end:
+                self._remove()
+        else:
+            self.optimizer.step()
+            self.scheduler.step_update(step + 1 - self.transform_end)
+        return StepResult(loss.detach(), logits.detach())
+
+    def _remove(self) -> None:
+        """End of the transformation: slim physically, then train with the run's recipe."""
+        self.model = slim(self.model, self.groups, self.keep)
+        self.phase = "train"
+        total = self.cfg.train.epochs * self.ctx.steps_per_epoch
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)
+        self.scheduler = phase_scheduler(self.optimizer, self.cfg.train, total - self.transform_end)
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        widths = [int(k.sum()) for k in self.keep]
+        return {"flops_ratio": self.flops.exact(self.keep) / self.flops.dense(), "widths": widths,
+                "phase": self.phase, "reg": self.reg}
+
+    def eval_networks(self) -> dict[str, nn.Module]:
+        return {"hard": self.export()}
+
+    def export(self) -> nn.Module:
+        return self.model if self.phase == "train" else slim(self.model, self.groups, self.keep)
+
+    def flops_ratio_prunable(self, exported: nn.Module) -> float:
+        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "reg": self.reg, "keep": list(self.keep), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.keep = list(state["keep"])
+        self.reg = state["reg"]
+        if state["phase"] == "train" and self.phase == "transform":
+            self._remove()
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,57 @@
+"""Group-SL: the regulariser, weight decay 0 while sparse, pruning to the target, fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.engine import run
+from core.measure import count_flops
+
+GSL = ["prune.method=group_sl", "prune.flops_target=0.35", "train.epochs=4", "model.width=0.25"]  # 12 + 6 + 6 steps
+
+
+def test_regulariser_touches_group_parameters_with_the_stated_scaling(make_pruner, batch):
+    pruner, cfg = make_pruner(*GSL)
+    for step in range(12):
+        pruner.train_step(*batch, step // 6, step)
+    assert pruner.phase == "sparse"
+    model = pruner.model
+    x, y = batch
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    pruner.regulariser.regularize(model, alpha=pruner.options.alpha)
+    added = {n: p.grad - plain[n] for n, p in model.named_parameters()}
+    # the stem and the classes are ignored; every prunable conv got a group term
+    assert added["conv1.weight"].abs().max() == 0 and added["fc.bias"].abs().max() == 0
+    touched = [n for n, a in added.items() if a.abs().max() > 0]
+    assert "layer1.0.conv1.weight" in touched and "layer4.2.conv3.weight" in touched
+    # for an interior conv, the term is reg * gamma * w per output row, gamma in [1, 16]
+    w = model.get_submodule("layer1.0.conv1").weight.detach()  # its inputs (the stem) are not regularised
+    a = added["layer1.0.conv1.weight"]
+    gamma = (a.flatten(1) / (cfg.prune.options["reg"] * w.flatten(1))).median(1).values
+    assert gamma.min() == pytest.approx(1.0, rel=1e-3) and gamma.max() == pytest.approx(16.0, rel=1e-3)
+
+
+def test_phases_weight_decay_pruning_and_fine_tuning(make_pruner, batch):
+    pruner, cfg = make_pruner(*GSL, "train.weight_decay=0.001")
+    decays = {}
+    for step in range(24):
+        decays.setdefault(pruner.phase, pruner.optimizer.param_groups[0]["weight_decay"])
+        pruner.train_step(*batch, step // 6, step)
+        if step == 17:  # the sparse phase just ended: pruned, fine-tuning
+            ratio = count_flops(pruner.model, 16) / pruner.dense_flops
+            assert pruner.phase == "finetune" and ratio <= 0.35
+            assert abs(ratio - 0.35) <= 0.02
+            assert pruner.pruned_at >= 1
+    assert decays == {"pretrain": 0.001, "sparse": 0.0, "finetune": 0.001}
+
+
+@pytest.mark.parametrize("target", [0.15, 0.35, 0.55])
+def test_end_to_end_meets_the_target(tiny, target):
+    outcome = run(tiny(*GSL, f"prune.flops_target={target}", "train.epochs=2"), handle_signals=False)
+    exported = torch.load(outcome.run_dir.export, weights_only=False)
+    ratio = count_flops(exported, 16) / outcome.record["metrics"]["flops_dense"]
+    assert abs(ratio - target) <= 0.02 and outcome.record["metrics"]["flops_ratio"] == pytest.approx(ratio)
