@@ -136,3 +136,23 @@ def test_run_config_options(tmp_path):
         load(["prune.keep=[layer9]"])
     with pytest.raises(ConfigError, match="prune.attention"):
         load(["prune.attention=head"])
+
+
+def test_torch_pruning_alone_misses_what_the_adapters_map():
+    """Why adapters exist: the DependencyGraph's own index mapping of Swin's patch merging and
+    of q/k/v (if torch-pruning learns these, the adapters can go)."""
+    import warnings
+
+    import torch_pruning as tp
+
+    model = build_model(ModelConfig(name="swin", width=0.25), 10, 32).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(model, torch.zeros(1, 3, 32, 32), verbose=False)
+    names = {m: n for n, m in model.named_modules()}
+    stage = graph.get_pruning_group(model.patch_embed.proj, tp.prune_conv_out_channels, list(range(24)))
+    merging = [len(i.idxs) for i in stage.items if names.get(i.dep.target.module) == "layers.1.downsample.norm"]
+    assert merging == [24]  # the right answer is 96: every channel appears 4 times after the 2x2 merge
+    attention = graph.get_pruning_group(model.layers[0].blocks[0].attn.qkv, tp.prune_linear_out_channels, list(range(72)))
+    proj = [i for i in attention.items if names.get(i.dep.target.module) == "layers.0.blocks.0.attn.proj"]
+    assert sorted(set(proj[0].root_idxs)) == list(range(48, 72))  # only v's rows reach proj
