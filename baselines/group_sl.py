@@ -32,7 +32,7 @@ from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
 from core.optim import build_optimizer
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, classification_loss
+from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
 
 PHASES = ("pretrain", "sparse", "finetune")
 # Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
@@ -139,11 +139,7 @@ class GroupSLPruner(Pruner):
         self.__dict__.pop("regulariser", None)
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
-        self.model.train()
-        logits = self.model(inputs)
-        loss = classification_loss(logits, targets, self.cfg.train.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         if self.phase == "sparse":
             self.regulariser.regularize(self.model, alpha=self.options.alpha)
         self.optimizer.step()
@@ -154,7 +150,7 @@ class GroupSLPruner(Pruner):
             else:
                 self._prune()
                 self._start_phase("finetune")
-        return StepResult(loss.detach(), logits.detach())
+        return StepResult(loss, logits)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return {"flops_ratio": count_flops(self.model, self.ctx.image_size) / self.dense_flops, "phase": self.phase}

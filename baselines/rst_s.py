@@ -29,7 +29,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
 from core.optim import build_optimizer
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, classification_loss
+from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
@@ -154,11 +154,7 @@ class RSTPruner(Pruner):
                 weight.grad[rows] += self.reg * weight[rows]
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
-        self.model.train()
-        logits = self.model(inputs)
-        loss = classification_loss(logits, targets, self.cfg.train.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         if self.phase == "transform":
             self._penalise()
             self.optimizer.step()
@@ -169,7 +165,7 @@ class RSTPruner(Pruner):
         else:
             self.optimizer.step()
             self.scheduler.step_update(step + 1 - self.transform_end)
-        return StepResult(loss.detach(), logits.detach())
+        return StepResult(loss, logits)
 
     def _remove(self) -> None:
         """End of the transformation: slim physically, then train with the run's recipe."""

@@ -14,7 +14,7 @@ import torch.nn as nn
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.optim import build_optimizer, build_scheduler
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, classification_loss
+from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
 
 
 @PRUNERS.register("dense")
@@ -36,14 +36,10 @@ class DensePruner(Pruner):
             )
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
-        self.model.train()
-        logits = self.model(inputs)
-        loss = classification_loss(logits, targets, self.cfg.train.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         self.optimizer.step()
         self.scheduler.step_update(step + 1)
-        return StepResult(loss.detach(), logits.detach())
+        return StepResult(loss, logits)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return {"flops_ratio": 1.0}

@@ -61,6 +61,21 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoot
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
 
 
+def supervised_backward(
+    model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor, label_smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train-mode forward, classification loss, fresh gradients: (loss, logits), both detached.
+
+    The caller adds what its method needs to the gradients, then steps its optimizer.
+    """
+    model.train()
+    logits = model(inputs)
+    loss = classification_loss(logits, targets, label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.detach(), logits.detach()
+
+
 class Pruner(ABC):
     """Base class of every method: see the module docstring for the protocol."""
 

@@ -47,3 +47,46 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def interrupted_and_reference(tiny, tmp_path, monkeypatch):
+    """`interrupted_and_reference(pruner_class, at_step, *overrides)` -> (reference, resumed) run dirs.
+
+    The reference runs straight through; the other gets a real SIGUSR2 after step `at_step`
+    (through a wrapped `train_step`), stops with its checkpoint, and is run again to the end.
+    """
+    import os
+    import signal
+
+    from core.engine import RunInterrupted, run
+
+    def go(cls, at_step: int, *overrides: str):
+        reference = run(tiny(*overrides, f"output_root={tmp_path / 'reference'}"), handle_signals=False).run_dir
+        original = cls.train_step
+
+        def signalling(self, inputs, targets, epoch, step):
+            result = original(self, inputs, targets, epoch, step)
+            if step + 1 == at_step:
+                os.kill(os.getpid(), signal.SIGUSR2)
+            return result
+
+        cfg = tiny(*overrides)
+        monkeypatch.setattr(cls, "train_step", signalling)
+        with pytest.raises(RunInterrupted):
+            run(cfg)
+        monkeypatch.setattr(cls, "train_step", original)
+        return reference, run(cfg).run_dir
+
+    return go
+
+
+def same_export(a, b) -> bool:
+    """Whether two run folders exported bit-identical networks."""
+    wa, wb = (torch.load(d.export, weights_only=False).state_dict() for d in (a, b))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture
+def exports_equal():
+    return same_export

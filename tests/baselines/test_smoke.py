@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 import torch
 
-from core.engine import RunInterrupted, run
+from core.engine import run
+from core.measure import count_flops
 from core.pruner import PRUNERS
 
 WIDTHS = {"resnet50": 0.0625, "mobilenetv3": 0.25, "wrn28_10": 0.1, "vit": 0.25, "swin": 0.25}
@@ -28,23 +26,18 @@ def test_smoke_run(tiny, method, model):
 
 
 @pytest.mark.parametrize("method", ["rst_s", "group_sl"])
-def test_resume_after_the_network_was_slimmed(tiny, tmp_path, monkeypatch, method):
+@pytest.mark.parametrize("target", [0.15, 0.35, 0.55])
+def test_exported_network_meets_the_target(tiny, method, target):
+    outcome = run(tiny(f"prune.method={method}", f"prune.flops_target={target}", "model.width=0.25", "train.epochs=2"),
+                  handle_signals=False)
+    exported = torch.load(outcome.run_dir.export, weights_only=False)
+    ratio = count_flops(exported, 16) / outcome.record["metrics"]["flops_dense"]
+    assert abs(ratio - target) <= 0.02 and outcome.record["metrics"]["flops_ratio"] == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize("method", ["rst_s", "group_sl"])
+def test_resume_after_the_network_was_slimmed(interrupted_and_reference, exports_equal, method):
     args = (f"prune.method={method}", "prune.flops_target=0.35", "model.width=0.25", "train.epochs=4")
-    reference = run(tiny(*args, f"output_root={tmp_path / 'reference'}"), handle_signals=False).run_dir
-    cls = PRUNERS.get(method).factory
-    original = cls.train_step
-
-    def signalling(self, inputs, targets, epoch, step):
-        result = original(self, inputs, targets, epoch, step)
-        if step + 1 == 21:  # epoch 4, after both baselines have slimmed their networks
-            os.kill(os.getpid(), signal.SIGUSR2)
-        return result
-
-    cfg = tiny(*args)
-    monkeypatch.setattr(cls, "train_step", signalling)
-    with pytest.raises(RunInterrupted):
-        run(cfg)
-    monkeypatch.setattr(cls, "train_step", original)
-    resumed = run(cfg).run_dir
-    a, b = (torch.load(d.export, weights_only=False).state_dict() for d in (reference, resumed))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # step 21 of 24: both baselines have slimmed their networks by then
+    reference, resumed = interrupted_and_reference(PRUNERS.get(method).factory, 21, *args)
+    assert exports_equal(reference, resumed)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.engine import RunInterrupted, run
+from core.engine import run
 from core.errors import ConfigError
 from core.records import RunDir
 
@@ -78,28 +76,12 @@ def test_bad_options_fail_before_work(tiny):
         tiny(*S2H, "prune.options.init_from=/nonexistent")
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(interrupted_and_reference, exports_equal):
     """SIGUSR2 mid-epoch, then the same command: weights, masks, logs and widths as if never stopped."""
     from method.pruner import S2HPruner
 
-    args = (*S2H, "train.epochs=2")
-    reference = run(tiny(*args, f"output_root={tmp_path / 'reference'}"), handle_signals=False).run_dir
-    original = S2HPruner.train_step
-
-    def signalling(self, inputs, targets, epoch, step):
-        result = original(self, inputs, targets, epoch, step)
-        if step + 1 == 9:  # epoch 2, step 3 of 6
-            os.kill(os.getpid(), signal.SIGUSR2)
-        return result
-
-    cfg = tiny(*args)
-    monkeypatch.setattr(S2HPruner, "train_step", signalling)
-    with pytest.raises(RunInterrupted):
-        run(cfg)
-    monkeypatch.setattr(S2HPruner, "train_step", original)
-    resumed = run(cfg).run_dir
-    a, b = (torch.load(d.export, weights_only=False).state_dict() for d in (reference, resumed))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    reference, resumed = interrupted_and_reference(S2HPruner, 9, *S2H, "train.epochs=2")  # epoch 2, step 3 of 6
+    assert exports_equal(reference, resumed)
     drop = {"time_s", "eval_time_s"}
     assert [{k: v for k, v in e.items() if k not in drop} for e in reference.read_log()] == \
         [{k: v for k, v in e.items() if k not in drop} for e in resumed.read_log()]
