@@ -92,6 +92,7 @@ class GroupSLPruner(Pruner):
         self.ends = phase_ends(cfg.train.epochs * ctx.steps_per_epoch, self.options.budget_split)
         self.phase = "pretrain"
         self.pruned_at: int | None = None
+        self.regulariser: tp.pruner.GroupNormPruner | None = None  # alive during sparse learning
         self._start_phase("pretrain")
 
     @classmethod
@@ -125,7 +126,7 @@ class GroupSLPruner(Pruner):
 
     def _prune(self) -> None:
         """Global pruning steps until the counter meets the target (or the steps run out)."""
-        pruner = self.regulariser if hasattr(self, "regulariser") else self._tp_pruner()
+        pruner = self.regulariser if self.regulariser is not None else self._tp_pruner()
         target = self.cfg.prune.flops_target * self.dense_flops
         steps = 0
         while count_flops(self.model, self.ctx.image_size) > target:
@@ -136,7 +137,7 @@ class GroupSLPruner(Pruner):
             pruner.step()
             steps += 1
         self.pruned_at = steps
-        self.__dict__.pop("regulariser", None)
+        self.regulariser = None
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
