@@ -10,7 +10,9 @@ from core.measure import count_flops
 from core.pruner import PRUNERS
 
 WIDTHS = {"resnet50": 0.0625, "mobilenetv3": 0.25, "wrn28_10": 0.1, "vit": 0.25, "swin": 0.25}
-CASES = [("rst_s", m) for m in WIDTHS] + [("group_sl", m) for m in ("resnet50", "mobilenetv3", "wrn28_10")]
+CNNS = ("resnet50", "mobilenetv3", "wrn28_10")
+CASES = [("rst_s", m) for m in WIDTHS] + [(method, m) for method in ("group_sl", "otov2", "refill") for m in CNNS]
+METHODS = ["rst_s", "group_sl", "otov2", "refill"]
 
 
 @pytest.mark.parametrize(("method", "model"), CASES)
@@ -25,7 +27,7 @@ def test_smoke_run(tiny, method, model):
     assert exported.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("method", ["rst_s", "group_sl"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("target", [0.15, 0.35, 0.55])
 def test_exported_network_meets_the_target(tiny, method, target):
     outcome = run(tiny(f"prune.method={method}", f"prune.flops_target={target}", "model.width=0.25", "train.epochs=2"),
@@ -35,9 +37,9 @@ def test_exported_network_meets_the_target(tiny, method, target):
     assert abs(ratio - target) <= 0.02 and outcome.record["metrics"]["flops_ratio"] == pytest.approx(ratio)
 
 
-@pytest.mark.parametrize("method", ["rst_s", "group_sl"])
+@pytest.mark.parametrize("method", METHODS)
 def test_resume_after_the_network_was_slimmed(interrupted_and_reference, exports_equal, method):
     args = (f"prune.method={method}", "prune.flops_target=0.35", "model.width=0.25", "train.epochs=4")
-    # step 21 of 24: both baselines have slimmed their networks by then
+    # step 21 of 24: every baseline has slimmed (or zeroed) its network by then
     reference, resumed = interrupted_and_reference(PRUNERS.get(method).factory, 21, *args)
     assert exports_equal(reference, resumed)

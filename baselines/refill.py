@@ -1,0 +1,244 @@
+"""IMP-Refill: iterative magnitude pruning with rewinding, then refilling whole channels
+(Chen et al., ICML 2022, "Coarsening the Granularity: Towards Structurally Sparse Lottery
+Tickets"; official code VITA-Group/Structure-LTH).
+
+Phases, splitting the run's budget (`budget_split`):
+1. train to the rewind point and save the weights (`rewind`: the first share of the budget);
+2. IMP rounds, each training from the rewound weights under the current mask for an equal
+   share of the rounds' budget, then removing `prune_fraction` (20 %) of the remaining conv
+   weights by global magnitude (the stem is never pruned) and rewinding. The number of
+   rounds is planned from the target (`rounds`: as many 20 % rounds as a weight density
+   equal to the target takes) and stops early when the refilled network meets the target;
+   where a full round would overshoot, the last round prunes only the fraction that lands
+   on the target (bisection);
+3. refill: for every pruned conv, n = how many whole output channels its surviving weights
+   could fill; keep the int(n + (C - n) * refill_rate) channels with the most survivors
+   (rate 0: "Refill", > 0: "Refill+"); within each of our channel groups, the kept channels
+   of its convs are reconciled by union (`reconcile=union`; `intersection` keeps only the
+   channels every producer keeps). Channel groups produced by linear layers are not pruned
+   (IMP prunes convolutions). Then rewind, slim physically and retrain with the run's recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from baselines.budget import check_split, phase_ends, phase_scheduler
+from core.config import RunConfig
+from core.errors import ConfigError
+from core.groups import FlopsModel, GroupSet, groups_for_run, slim
+from core.optim import build_optimizer
+from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
+
+RECONCILE = ("union", "intersection")
+
+
+@dataclass
+class RefillOptions:
+    prune_fraction: float = 0.2  # official: 20 % of the remaining weights per round
+    refill_rate: float = 0.0  # 0: Refill, > 0: Refill+
+    reconcile: str = "union"
+    budget_split: list[float] = field(default_factory=lambda: [0.05, 0.6, 0.35])  # rewind point, IMP rounds, retraining
+
+    def validate(self) -> None:
+        check_split(self.budget_split, 3)
+        if not 0 < self.prune_fraction < 1 or not 0 <= self.refill_rate <= 1:
+            raise ConfigError("prune.options: prune_fraction in (0, 1) and refill_rate in [0, 1] are needed")
+        if self.reconcile not in RECONCILE:
+            raise ConfigError(f"prune.options.reconcile must be one of {', '.join(RECONCILE)}, got {self.reconcile!r}")
+
+
+def prunable_convs(model: nn.Module, groups: GroupSet) -> list[str]:
+    """Convolutions IMP prunes: producers of our (prunable) groups; the stem is excluded there."""
+    modules = dict(model.named_modules())
+    names = {m.layer for g in groups for m in g.producers() if isinstance(modules[m.layer], nn.Conv2d)}
+    return [n for n, m in modules.items() if n in names]
+
+
+def global_magnitude_masks(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
+    """Remove `fraction` of the surviving weights with the smallest |w|, over all layers at once."""
+    alive = torch.cat([w.detach().abs()[m.bool()].flatten().cpu() for w, m in zip(weights.values(), masks.values())])
+    count = int(round(fraction * alive.numel()))
+    if count == 0:
+        return {k: m.clone() for k, m in masks.items()}
+    threshold = torch.kthvalue(alive, count).values
+    out = {}
+    for name, w in weights.items():
+        keep = masks[name].bool() & (w.detach().abs().cpu() > threshold)
+        out[name] = keep.to(masks[name].dtype)
+    return out
+
+
+def refill_channels(mask: torch.Tensor, rate: float) -> torch.Tensor:
+    """Boolean [out channels]: the int(n + (C - n) * rate) channels with the most survivors."""
+    per_channel = mask.reshape(mask.shape[0], -1).sum(1)
+    c, weights_per_channel = mask.shape[0], mask[0].numel()
+    n = int(mask.sum()) // weights_per_channel
+    keep = max(1, min(c, int(n + (c - n) * rate)))
+    chosen = torch.zeros(c, dtype=torch.bool)
+    chosen[torch.argsort(per_channel, descending=True, stable=True)[:keep]] = True
+    return chosen
+
+
+@PRUNERS.register("refill", options=RefillOptions, summary="IMP-Refill (Structure-LTH): IMP with rewinding, then refilled channels")
+class RefillPruner(Pruner):
+    """See the module docstring."""
+
+    def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
+        super().__init__(model, ctx)
+        self.options = o = RefillOptions(**self.cfg.prune.options)
+        self.model = model.to(ctx.device)
+        self.groups = groups_for_run(self.model, self.cfg.prune, ctx.image_size)
+        self.flops = FlopsModel(self.model, self.groups)
+        self.convs = prunable_convs(self.model, self.groups)
+        modules = dict(self.model.named_modules())
+        self.masks = {n: torch.ones_like(modules[n].weight, device="cpu") for n in self.convs}
+        total = self.cfg.train.epochs * ctx.steps_per_epoch
+        rewind_end, rounds_end, _ = phase_ends(total, o.budget_split)
+        planned = max(1, math.ceil(math.log(self.cfg.prune.flops_target) / math.log(1 - o.prune_fraction)))
+        self.rounds = min(planned, rounds_end - rewind_end)  # a round needs at least one step
+        per_round = max(1, (rounds_end - rewind_end) // self.rounds)
+        self.round_ends = [min(rounds_end, rewind_end + per_round * (r + 1)) for r in range(self.rounds)]
+        self.round_ends[-1] = rounds_end
+        self.rewind_end, self.rounds_end = rewind_end, rounds_end
+        self.rewind_state: dict[str, torch.Tensor] | None = None
+        self.round = 0
+        self.keep: list[torch.Tensor] | None = None  # the refilled channel masks, once chosen
+        self.phase = "rewind"
+        self._fresh_optimizer(0, rewind_end)
+
+    @classmethod
+    def check_config(cls, cfg: RunConfig) -> None:
+        if cfg.prune.flops_target >= 1:
+            raise ConfigError("prune.method=refill needs prune.flops_target < 1")
+
+    def _fresh_optimizer(self, start: int, end: int) -> None:
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)
+        self.scheduler = phase_scheduler(self.optimizer, self.cfg.train, end - start)
+        self.phase_start = start
+
+    # ----------------------------------------------------------------------------- refill
+
+    def refill(self, masks: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Channel keep-masks per group from unstructured conv masks (see the docstring)."""
+        chosen = {n: refill_channels(m, self.options.refill_rate) for n, m in masks.items()}
+        keep = []
+        for group in self.groups:
+            votes = [chosen[m.layer][m.index[:, 0]] for m in group.producers() if m.layer in chosen]
+            if not votes:
+                keep.append(torch.ones(group.size))
+                continue
+            stacked = torch.stack(votes)
+            unit = stacked.any(0) if self.options.reconcile == "union" else stacked.all(0)
+            if not unit.any():  # never remove a whole group
+                unit[int(torch.stack(votes).float().sum(0).argmax())] = True
+            keep.append(unit.float())
+        return keep
+
+    def refilled_ratio(self, masks: dict[str, torch.Tensor]) -> float:
+        return self.flops.exact(self.refill(masks)) / self.flops.dense()
+
+    def _prune_round(self) -> None:
+        modules = dict(self.model.named_modules())
+        weights = {n: modules[n].weight for n in self.convs}
+        target = self.cfg.prune.flops_target
+        candidate = global_magnitude_masks(weights, self.masks, self.options.prune_fraction)
+        last = self.round + 1 == self.rounds
+        if self.refilled_ratio(candidate) <= target or last:
+            # The round that reaches the target: prune only as much as lands on it.
+            low, high = 0.0, self.options.prune_fraction if self.refilled_ratio(candidate) <= target else 1.0
+            for _ in range(30):
+                mid = 0.5 * (low + high)
+                if self.refilled_ratio(global_magnitude_masks(weights, self.masks, mid)) <= target:
+                    high = mid
+                else:
+                    low = mid
+            candidate = global_magnitude_masks(weights, self.masks, high)
+            self.masks = candidate
+            self.keep = self.refill(candidate)
+        else:
+            self.masks = candidate
+        self.round += 1
+
+    def _apply_masks(self) -> None:
+        modules = dict(self.model.named_modules())
+        with torch.no_grad():
+            for n, m in self.masks.items():
+                modules[n].weight.mul_(m.to(modules[n].weight.device))
+
+    def _rewind(self) -> None:
+        self.model.load_state_dict(self.rewind_state)
+
+    # ----------------------------------------------------------------------------- training
+
+    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+        loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
+        self.optimizer.step()
+        self.scheduler.step_update(step + 1 - self.phase_start)
+        if self.phase == "rounds":
+            self._apply_masks()
+        done = step + 1
+        if self.phase == "rewind" and done == self.rewind_end:
+            self.rewind_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.phase = "rounds"
+            self._fresh_optimizer(done, self.round_ends[0])
+        elif self.phase == "rounds" and done == self.round_ends[self.round]:
+            self._prune_round()
+            self._rewind()
+            if self.keep is None:
+                self._apply_masks()
+                self._fresh_optimizer(done, self.round_ends[self.round])
+            else:
+                self._retrain(done)
+        return StepResult(loss, logits)
+
+    def _retrain(self, start: int) -> None:
+        """Rewound weights, refilled channels kept (dense inside them), the run's recipe."""
+        self.model = slim(self.model, self.groups, self.keep)
+        self.phase = "retrain"
+        self._fresh_optimizer(start, self.cfg.train.epochs * self.ctx.steps_per_epoch)
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        keep = self.keep if self.keep is not None else self.refill(self.masks)
+        density = sum(float(m.sum()) for m in self.masks.values()) / sum(m.numel() for m in self.masks.values())
+        return {"flops_ratio": self.flops.exact(keep) / self.flops.dense(), "phase": self.phase,
+                "round": self.round, "weight_density": density}
+
+    def eval_networks(self) -> dict[str, nn.Module]:
+        return {"hard": self.export()}
+
+    def export(self) -> nn.Module:
+        if self.phase == "retrain":
+            return self.model
+        return slim(self.model, self.groups, self.refill(self.masks)).eval()
+
+    def final_metrics(self) -> dict[str, Any]:
+        return {"imp_rounds": self.round}
+
+    def flops_ratio_prunable(self, exported: nn.Module) -> float:
+        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "round": self.round, "masks": dict(self.masks), "keep": self.keep,
+                "rewind_state": self.rewind_state, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "phase_start": self.phase_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.round, self.masks, self.keep = state["round"], dict(state["masks"]), state["keep"]
+        self.rewind_state = state["rewind_state"]
+        if state["phase"] == "retrain":
+            self.model = slim(self.model, self.groups, self.keep)
+        self.model.load_state_dict(state["model"])
+        self.phase = state["phase"]
+        end = {"rewind": self.rewind_end, "retrain": self.cfg.train.epochs * self.ctx.steps_per_epoch}.get(
+            self.phase, self.round_ends[min(self.round, self.rounds - 1)])
+        self._fresh_optimizer(state["phase_start"], end)
+        self.optimizer.load_state_dict(state["optimizer"])
