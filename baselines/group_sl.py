@@ -32,7 +32,7 @@ from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
 from core.optim import build_optimizer
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
 
 PHASES = ("pretrain", "sparse", "finetune")
 # Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
@@ -76,7 +76,7 @@ class GroupSLOptions:
 
 
 @PRUNERS.register("group_sl", options=GroupSLOptions, summary="Group-SL (DepGraph): group sparse learning, prune, fine-tune")
-class GroupSLPruner(Pruner):
+class GroupSLPruner(SubstratePruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -164,12 +164,6 @@ class GroupSLPruner(Pruner):
 
     def final_metrics(self) -> dict[str, Any]:
         return {"prune_steps": self.pruned_at}
-
-    def flops_ratio_prunable(self, exported: nn.Module) -> float:
-        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "pruned_at": self.pruned_at, "model": self.model.state_dict(),

@@ -34,7 +34,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run, slim
 from core.optim import build_optimizer
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
 
 PHASES = ("warmup", "projection", "train")
 
@@ -61,7 +61,7 @@ def redundancy_scores(x: torch.Tensor, grad: torch.Tensor, max_norm: float) -> t
 
 
 @PRUNERS.register("otov2", options=OTOv2Options, summary="OTOv2 (DHSPG), ported onto the suite's groups")
-class OTOv2Pruner(Pruner):
+class OTOv2Pruner(SubstratePruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -193,12 +193,6 @@ class OTOv2Pruner(Pruner):
 
     def final_metrics(self) -> dict[str, Any]:
         return {"forced_zero": self.forced_zero}
-
-    def flops_ratio_prunable(self, exported: nn.Module) -> float:
-        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -33,7 +33,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
 from core.optim import build_optimizer
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
 
 RECONCILE = ("union", "intersection")
 
@@ -86,7 +86,7 @@ def refill_channels(mask: torch.Tensor, rate: float) -> torch.Tensor:
 
 
 @PRUNERS.register("refill", options=RefillOptions, summary="IMP-Refill (Structure-LTH): IMP with rewinding, then refilled channels")
-class RefillPruner(Pruner):
+class RefillPruner(SubstratePruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -219,12 +219,6 @@ class RefillPruner(Pruner):
 
     def final_metrics(self) -> dict[str, Any]:
         return {"imp_rounds": self.round}
-
-    def flops_ratio_prunable(self, exported: nn.Module) -> float:
-        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "round": self.round, "masks": dict(self.masks), "keep": self.keep,

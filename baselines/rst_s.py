@@ -29,7 +29,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
 from core.optim import build_optimizer
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
@@ -91,7 +91,7 @@ def uniform_widths(groups: GroupSet, flops: FlopsModel, target: float) -> list[i
 
 
 @PRUNERS.register("rst_s", options=RSTOptions, summary="RST-S (Dual Lottery Ticket Hypothesis), filter granularity")
-class RSTPruner(Pruner):
+class RSTPruner(SubstratePruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -185,12 +185,6 @@ class RSTPruner(Pruner):
 
     def export(self) -> nn.Module:
         return self.model if self.phase == "train" else slim(self.model, self.groups, self.keep)
-
-    def flops_ratio_prunable(self, exported: nn.Module) -> float:
-        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "reg": self.reg, "keep": list(self.keep), "model": self.model.state_dict(),

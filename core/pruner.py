@@ -126,5 +126,16 @@ class Pruner(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class SubstratePruner(Pruner, ABC):
+    """A pruner with one weight optimizer (`self.optimizer`) and a `core.groups.FlopsModel` of
+    the dense network (`self.flops`): the learning rate and prunable-FLOPs ratio come from them."""
+
+    def flops_ratio_prunable(self, exported: nn.Module) -> float:
+        return self.flops.measure(exported, "prunable") / self.flops.dense("prunable")
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
 # Registration of the built-in pruner happens on import.
 from core import dense  # noqa: E402,F401

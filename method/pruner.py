@@ -39,7 +39,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import GroupMasks, groups_for_run, slim, strip_mask_hooks
 from core.optim import build_optimizer, build_scheduler
-from core.pruner import PRUNERS, Pruner, StepResult, TrainContext
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext
 from method.algorithm import S2HState
 from method.evaluation import gap_sums, recalibrate_bn, soft_targets
 from method.options import S2HOptions
@@ -54,7 +54,7 @@ def read_architecture(run_folder: str | Path) -> dict[str, Any]:
 
 
 @PRUNERS.register("s2hpruner", options=S2HOptions, summary="S2HPruner, Algorithm 1 (and Alt1, Alt2, soft-only)")
-class S2HPruner(Pruner):
+class S2HPruner(SubstratePruner):
     """Soft-to-hard pruning (see the module docstring)."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -65,7 +65,7 @@ class S2HPruner(Pruner):
         groups = groups_for_run(model, cfg.prune, ctx.image_size)
         self.state = S2HState(model, groups, self.options, cfg.prune.flops_target, cfg.prune.flops_scope,
                               cfg.train.label_smoothing).to(ctx.device)
-        self.model = model
+        self.model, self.flops = model, self.state.flops
         self.optimizer = build_optimizer(self.state.weights(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, ctx.steps_per_epoch)
         o = self.options
@@ -219,12 +219,6 @@ class S2HPruner(Pruner):
 
     def final_metrics(self) -> dict[str, Any]:
         return dict(self._evaluated.get("gaps", {}))
-
-    def flops_ratio_prunable(self, exported: nn.Module) -> float:
-        return self.state.flops.measure(exported, "prunable") / self.state.flops.dense("prunable")
-
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
     # ----------------------------------------------------------------------------- state
 
