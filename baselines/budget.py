@@ -50,3 +50,4 @@ def phase_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, phase_
         milestones=[max(1, round(m * fraction)) for m in train.milestones],
     )
     return build_scheduler(optimizer, shape, steps_per_epoch=1)
+

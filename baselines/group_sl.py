@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.checks import require_cnn
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
@@ -99,6 +100,7 @@ class GroupSLPruner(SubstratePruner):
     def check_config(cls, cfg: RunConfig) -> None:
         if cfg.prune.flops_target >= 1:
             raise ConfigError("prune.method=group_sl needs prune.flops_target < 1")
+        require_cnn(cfg, "group_sl")
 
     def _example(self) -> torch.Tensor:
         size = self.ctx.image_size

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.checks import require_cnn
 from baselines.zig import ZeroInvariantGroups
 from core.config import RunConfig
 from core.errors import ConfigError
@@ -69,8 +70,6 @@ class OTOv2Pruner(SubstratePruner):
         self.options = OTOv2Options(**self.cfg.prune.options)
         self.model = model.to(ctx.device)
         self.groups = groups_for_run(self.model, self.cfg.prune, ctx.image_size)
-        if any(g.kind in ("head", "head-dim") for g in self.groups):
-            raise ConfigError("prune.method=otov2 is implemented for CNNs (the paper runs it on CNNs)")
         self.zig = ZeroInvariantGroups(self.model, self.groups)
         self.flops = FlopsModel(self.model, self.groups)
         self.ends = phase_ends(self.cfg.train.epochs * ctx.steps_per_epoch, self.options.budget_split)
@@ -85,6 +84,7 @@ class OTOv2Pruner(SubstratePruner):
     def check_config(cls, cfg: RunConfig) -> None:
         if cfg.prune.flops_target >= 1:
             raise ConfigError("prune.method=otov2 needs prune.flops_target < 1")
+        require_cnn(cfg, "otov2")
 
     def _optimizer_for(self, start: int, end: int) -> None:
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)

@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.checks import require_cnn
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
@@ -96,6 +97,8 @@ class RefillPruner(SubstratePruner):
         self.groups = groups_for_run(self.model, self.cfg.prune, ctx.image_size)
         self.flops = FlopsModel(self.model, self.groups)
         self.convs = prunable_convs(self.model, self.groups)
+        if not self.convs:
+            raise ConfigError("prune.method=refill found no convolution to prune")
         modules = dict(self.model.named_modules())
         self.masks = {n: torch.ones_like(modules[n].weight, device="cpu") for n in self.convs}
         total = self.cfg.train.epochs * ctx.steps_per_epoch
@@ -116,6 +119,7 @@ class RefillPruner(SubstratePruner):
     def check_config(cls, cfg: RunConfig) -> None:
         if cfg.prune.flops_target >= 1:
             raise ConfigError("prune.method=refill needs prune.flops_target < 1")
+        require_cnn(cfg, "refill")
 
     def _fresh_optimizer(self, start: int, end: int) -> None:
         self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)

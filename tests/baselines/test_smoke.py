@@ -43,3 +43,11 @@ def test_resume_after_the_network_was_slimmed(interrupted_and_reference, exports
     # step 21 of 24: every baseline has slimmed (or zeroed) its network by then
     reference, resumed = interrupted_and_reference(PRUNERS.get(method).factory, 21, *args)
     assert exports_equal(reference, resumed)
+
+
+@pytest.mark.parametrize("method", ["group_sl", "otov2", "refill"])
+def test_cnn_only_methods_refuse_transformers(tiny, method):
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CNNs"):  # at config time, before any work
+        tiny(f"prune.method={method}", "prune.flops_target=0.5", "model.name=vit", "model.width=0.25")
