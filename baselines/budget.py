@@ -17,7 +17,7 @@ from timm.scheduler.scheduler import Scheduler
 
 from core.config import TrainConfig
 from core.errors import ConfigError
-from core.optim import build_scheduler
+from core.optim import build_optimizer, build_scheduler
 
 
 def check_split(split: Sequence[float], phases: int, key: str = "prune.options.budget_split") -> None:
@@ -51,3 +51,9 @@ def phase_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, phase_
     )
     return build_scheduler(optimizer, shape, steps_per_epoch=1)
 
+
+
+def phase_optimizer(params, train: TrainConfig, phase_steps: int) -> tuple[torch.optim.Optimizer, Scheduler]:
+    """A fresh optimizer of the run's kind for one phase, and the run's schedule over its steps."""
+    optimizer = build_optimizer(params, train)
+    return optimizer, phase_scheduler(optimizer, train, phase_steps)

@@ -26,14 +26,13 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.budget import check_split, phase_ends, phase_optimizer
 from baselines.checks import require_cnn
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
-from core.optim import build_optimizer
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
 
 PHASES = ("pretrain", "sparse", "finetune")
 # Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
@@ -98,8 +97,7 @@ class GroupSLPruner(SubstratePruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        if cfg.prune.flops_target >= 1:
-            raise ConfigError("prune.method=group_sl needs prune.flops_target < 1")
+        check_pruning_target(cfg)
         require_cnn(cfg, "group_sl")
 
     def _example(self) -> torch.Tensor:
@@ -122,8 +120,7 @@ class GroupSLPruner(SubstratePruner):
         if phase == "sparse":
             train = dataclasses.replace(train, weight_decay=0.0)  # official: no weight decay while sparse
             self.regulariser = self._tp_pruner()
-        self.optimizer = build_optimizer(self.model.parameters(), train)
-        self.scheduler = phase_scheduler(self.optimizer, train, self.ends[PHASES.index(phase)] - start)
+        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), train, self.ends[PHASES.index(phase)] - start)
         self.phase_start = start
 
     def _prune(self) -> None:

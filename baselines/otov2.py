@@ -28,14 +28,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.budget import check_split, phase_ends, phase_optimizer
 from baselines.checks import require_cnn
 from baselines.zig import ZeroInvariantGroups
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run, slim
-from core.optim import build_optimizer
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
 
 PHASES = ("warmup", "projection", "train")
 
@@ -82,13 +81,11 @@ class OTOv2Pruner(SubstratePruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        if cfg.prune.flops_target >= 1:
-            raise ConfigError("prune.method=otov2 needs prune.flops_target < 1")
+        check_pruning_target(cfg)
         require_cnn(cfg, "otov2")
 
     def _optimizer_for(self, start: int, end: int) -> None:
-        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)
-        self.scheduler = phase_scheduler(self.optimizer, self.cfg.train, end - start)
+        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), self.cfg.train, end - start)
         self.phase_start = start
 
     # ----------------------------------------------------------------------------- DHSPG

@@ -28,13 +28,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.budget import check_split, phase_ends, phase_optimizer
 from baselines.checks import require_cnn
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
-from core.optim import build_optimizer
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
 
 RECONCILE = ("union", "intersection")
 
@@ -117,13 +116,11 @@ class RefillPruner(SubstratePruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        if cfg.prune.flops_target >= 1:
-            raise ConfigError("prune.method=refill needs prune.flops_target < 1")
+        check_pruning_target(cfg)
         require_cnn(cfg, "refill")
 
     def _fresh_optimizer(self, start: int, end: int) -> None:
-        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)
-        self.scheduler = phase_scheduler(self.optimizer, self.cfg.train, end - start)
+        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), self.cfg.train, end - start)
         self.phase_start = start
 
     # ----------------------------------------------------------------------------- refill
@@ -152,10 +149,10 @@ class RefillPruner(SubstratePruner):
         weights = {n: modules[n].weight for n in self.convs}
         target = self.cfg.prune.flops_target
         candidate = global_magnitude_masks(weights, self.masks, self.options.prune_fraction)
-        last = self.round + 1 == self.rounds
-        if self.refilled_ratio(candidate) <= target or last:
+        reaches = self.refilled_ratio(candidate) <= target
+        if reaches or self.round + 1 == self.rounds:
             # The round that reaches the target: prune only as much as lands on it.
-            low, high = 0.0, self.options.prune_fraction if self.refilled_ratio(candidate) <= target else 1.0
+            low, high = 0.0, self.options.prune_fraction if reaches else 1.0
             for _ in range(30):
                 mid = 0.5 * (low + high)
                 if self.refilled_ratio(global_magnitude_masks(weights, self.masks, mid)) <= target:

@@ -24,12 +24,11 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from baselines.budget import check_split, phase_ends, phase_scheduler
+from baselines.budget import check_split, phase_ends, phase_optimizer
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
-from core.optim import build_optimizer
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, supervised_backward
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
@@ -132,8 +131,7 @@ class RSTPruner(SubstratePruner):
         from core.data import dataset_spec
         from core.models import build_model
 
-        if cfg.prune.flops_target >= 1:
-            raise ConfigError("prune.method=rst_s needs prune.flops_target < 1")
+        check_pruning_target(cfg)
         info = dataset_spec(cfg.data).info
         size = cfg.data.image_size or info.image_size
         model = build_model(cfg.model, info.num_classes, size)
@@ -172,8 +170,7 @@ class RSTPruner(SubstratePruner):
         self.model = slim(self.model, self.groups, self.keep)
         self.phase = "train"
         total = self.cfg.train.epochs * self.ctx.steps_per_epoch
-        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.train)
-        self.scheduler = phase_scheduler(self.optimizer, self.cfg.train, total - self.transform_end)
+        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), self.cfg.train, total - self.transform_end)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         widths = [int(k.sum()) for k in self.keep]

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.config import RunConfig
+from core.errors import ConfigError
 from core.registry import Registry
 
 PRUNERS: Registry = Registry("pruner", plugins=("method", "baselines"))
@@ -59,6 +60,12 @@ class StepResult:
 def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     """Cross-entropy against class indices, or against class probabilities (MixUp/CutMix)."""
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+def check_pruning_target(cfg: RunConfig) -> None:
+    """A pruning method needs something to prune: a FLOPs target below 1."""
+    if cfg.prune.flops_target >= 1:
+        raise ConfigError(f"prune.method={cfg.prune.method} needs prune.flops_target < 1 (prune.method=dense keeps everything)")
 
 
 def supervised_backward(

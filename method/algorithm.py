@@ -148,7 +148,7 @@ class S2HState(nn.Module):
         y_s = self.forward_masked(x, soft)
         loss_soft = self._ce(y_s, y)
         r = self.resource_loss()
-        g_r = [g if g is not None else torch.zeros_like(p) for g, p in zip(torch.autograd.grad(r, u, allow_unused=True), u)]
+        g_r = _fill(torch.autograd.grad(r, u, allow_unused=True), u)
         parts = {"loss_soft": loss_soft.item(), "resource": r.item()}
 
         if o.formulation == "soft_only":

@@ -39,7 +39,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import GroupMasks, groups_for_run, slim, strip_mask_hooks
 from core.optim import build_optimizer, build_scheduler
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext
+from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target
 from method.algorithm import S2HState
 from method.evaluation import gap_sums, recalibrate_bn, soft_targets
 from method.options import S2HOptions
@@ -85,8 +85,7 @@ class S2HPruner(SubstratePruner):
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         options = S2HOptions(**cfg.prune.options)
-        if cfg.prune.flops_target >= 1.0:
-            raise ConfigError("prune.method=s2hpruner needs prune.flops_target < 1 (use prune.method=dense for 1.0)")
+        check_pruning_target(cfg)
         if options.init_from and not (Path(options.init_from).expanduser() / "checkpoint.pt").exists():
             raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {options.init_from}")
 

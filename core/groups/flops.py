@@ -113,6 +113,8 @@ class FlopsModel:
         self.dense_network = float(flops[""])
         self.dense_prunable = sum(t.dense for t in terms if t.prunable)
         self.constant = self.dense_network - sum(t.dense for t in terms)
+        # everything the network scope counts that no kept width changes
+        self.fixed_network = self.constant + sum(t.dense for t in terms if not t.prunable)
         self.prunable_layers = tuple(t.name for t in terms if t.prunable and t.name in modules
                                      and not any(g.attention == t.name for g in groups))
         self.attention_modules = tuple(g.attention for g in groups if g.attention is not None)
@@ -139,7 +141,7 @@ class FlopsModel:
             if term.prunable:
                 total = total + term.coef * term.inputs.value(widths) * term.outputs.value(widths)
         if scope == "network":
-            total = total + self.constant + sum(t.dense for t in self.terms if not t.prunable)
+            total = total + self.fixed_network
         return total
 
     def ratio(self, widths: Sequence[torch.Tensor | float], scope: str = "network") -> torch.Tensor:

@@ -39,6 +39,7 @@ class _MaskHook:
 
     def __init__(self, owner: "GroupMasks", group: int, point: MaskPoint) -> None:
         self.owner, self.group, self.point = owner, group, point
+        self._index: dict[torch.device, torch.Tensor] = {}
 
     def __deepcopy__(self, memo: dict) -> "_MaskHook":
         # Copies of the model share the hook object, which `strip_mask_hooks` then removes.
@@ -49,7 +50,10 @@ class _MaskHook:
         if masks is None:
             return None
         mask = masks[self.group].to(device=like.device, dtype=like.dtype)
-        return expand_mask(mask, self.point.index, channels)
+        index = self._index.get(like.device)
+        if index is None:  # copied to the activations' device once, not every forward pass
+            index = self._index[like.device] = self.point.index.to(like.device)
+        return expand_mask(mask, index, channels)
 
     def _view(self, full: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         dim = self.point.dim % x.dim()
