@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -91,6 +94,9 @@ class TrainConfig:
     warmup_lr: float = _field(1e-6, "lr at the first warm-up step")
     min_lr: float = _field(0.0, "floor of the cosine schedule")
     label_smoothing: float = _field(0.0, "label smoothing of the cross-entropy")
+    gpus: int = _field(
+        1, "data-parallel processes, one per GPU (on a machine without GPUs: CPU processes over gloo); batch_size is the global batch"
+    )
     eval_batch_size: int = _field(256, "evaluation batch size", result=False)
     eval_every: int = _field(1, "evaluate every N epochs (and always after the last)", result=False)
     device: str = _field("auto", "auto | cpu | cuda | cuda:N", result=False)
@@ -198,6 +204,25 @@ def _first_line(exc: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- validation
 
+_PENDING_RUNS: ContextVar[frozenset[str]] = ContextVar("pending_runs", default=frozenset())
+
+
+@contextmanager
+def pending_runs(folders: Iterable[str | Path]) -> Iterator[None]:
+    """Run folders that are queued in the same submission and will exist before the runs that
+    read them start (e.g. Table 7's fine-tuning reads a soft-only run). Methods that check a
+    source run folder at validation (`init_from`, `architecture_from`) accept these unread."""
+    token = _PENDING_RUNS.set(frozenset(os.path.normpath(str(f)) for f in folders))
+    try:
+        yield
+    finally:
+        _PENDING_RUNS.reset(token)
+
+
+def is_pending_run(folder: str | Path) -> bool:
+    return os.path.normpath(str(folder)) in _PENDING_RUNS.get()
+
+
 
 def resolve(cfg: RunConfig) -> RunConfig:
     """Check every value and fill each `options` block with its typed defaults.
@@ -235,6 +260,9 @@ def resolve(cfg: RunConfig) -> RunConfig:
     t = cfg.train
     _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    _check(t.gpus >= 1, f"train.gpus must be >= 1, got {t.gpus}")
+    _check(t.batch_size % t.gpus == 0,
+           f"train.batch_size={t.batch_size} must be divisible by train.gpus={t.gpus} (it is the global batch)")
     _check(t.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {t.eval_batch_size}")
     _check(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)

@@ -12,12 +12,16 @@ progress bar, evaluates and appends a `log.jsonl` line after each epoch, rewrite
   checkpoint at the next step boundary, mid-epoch if need be, and then do what the process
   would have done on that signal (for a plain process: stop with `RunInterrupted`);
 - a non-finite training loss stops the run with a "failed" record giving the reason, as does
-  any other error (which is then re-raised).
+  any other error (which is then re-raised);
+- with `train.gpus = N > 1` it is one of N data-parallel processes (see `core.distributed`):
+  every rank trains on its part of each batch and runs the same per-epoch code, the ranks
+  agree at every step on whether to stop, and only rank 0 writes to the run folder.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import signal
 import sys
@@ -32,6 +36,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from core import distributed
 from core.checkpoint import rng_state, save_torch, set_rng_state
 from core.config import RunConfig, to_dict
 from core.data.loaders import DataBundle, build_data
@@ -74,7 +79,8 @@ class NonFiniteLoss(Exception):
 class RunOutcome:
     status: str  # "done" | "failed" | "skipped"
     run_dir: RunDir
-    record: dict[str, Any]
+    record: dict[str, Any]  # rank 0's record ({} on the other ranks of a data-parallel run)
+    network: nn.Module | None = None  # the exported network (None when skipped)
 
 
 class StopRequest:
@@ -109,12 +115,15 @@ class StopRequest:
         raise RunInterrupted(self.signum, epoch, step)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device of this process; data-parallel ranks on CUDA take GPU `local_rank`."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but no CUDA device is available here; use train.device=cpu or auto")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank if local_rank < torch.cuda.device_count() else 0)
     return device
 
 
@@ -159,52 +168,100 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
     if previous is not None and previous.get("status") == "done":
         print(f"{run_dir.path}: already done (top1 {previous['metrics'].get('top1', float('nan')):.2f}); nothing to train")
         return RunOutcome("skipped", run_dir, previous)
-    if previous is not None:
+
+    requested = torch.device(resolve_device(cfg.train.device).type)
+    place = distributed.start(cfg.train.gpus, requested.type)
+    try:
+        return _run(cfg, run_dir, previous, place, handle_signals)
+    finally:
+        distributed.stop(place)
+
+
+def _run(cfg: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None, place: distributed.Distributed,
+         handle_signals: bool) -> RunOutcome:
+    main = place.is_main
+    if previous is not None and main:
         print(f"{run_dir.path}: previous attempt failed ({previous.get('error')}); running it again")
         run_dir.record.unlink()
-
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, place.local_rank)
     if device.type == "cuda":
+        torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = not cfg.train.deterministic
         torch.backends.cudnn.deterministic = cfg.train.deterministic
     seed_everything(cfg.seed)
-    data = build_data(cfg, pin_memory=device.type == "cuda")
-    run_dir.path.mkdir(parents=True, exist_ok=True)
-    run_dir.write_config(cfg)
+    started = _now()
+    if main:
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        run_dir.write_config(cfg)
+    try:
+        data = build_data(cfg, pin_memory=device.type == "cuda", rank=place.rank, world=place.world_size)
+        whole = dataclasses.replace(data, rank=0, world=1)  # the same batches on every rank
+        model = build_model(cfg.model, data.info.num_classes, data.image_size)
+        dense_flops, dense_params = count_flops(model, data.image_size), count_params(model)
+        ctx = TrainContext(
+            cfg, device, data.steps_per_epoch, data.info.num_classes, data.image_size,
+            run_dir=run_dir.path if main else None,
+            train_batches=lambda n: _on_device(itertools.islice(whole.train_loader(cfg.train.epochs), n), device),
+            test_batches=lambda: _on_device(data.test_loader(), device),
+        )
+        pruner: Pruner = PRUNERS.get(cfg.prune.method).factory(model, ctx)
+    except Exception as exc:  # e.g. a budget too small for a method's phases: recorded, then raised
+        if main:
+            record = record_header(cfg, "failed", device, started)
+            record["error"] = f"setting up: {type(exc).__name__}: {exc}"
+            run_dir.write_record(record)
+        raise
 
-    model = build_model(cfg.model, data.info.num_classes, data.image_size)
-    dense_flops, dense_params = count_flops(model, data.image_size), count_params(model)
-    ctx = TrainContext(
-        cfg, device, data.steps_per_epoch, data.info.num_classes, data.image_size, run_dir=run_dir.path,
-        train_batches=lambda n: _on_device(itertools.islice(data.train_loader(cfg.train.epochs), n), device),
-        test_batches=lambda: _on_device(data.test_loader(), device),
-    )
-    pruner: Pruner = PRUNERS.get(cfg.prune.method).factory(model, ctx)
-
-    trainer = _Training(cfg, run_dir, data, pruner, device)
+    trainer = _Training(cfg, run_dir, data, pruner, device, place)
     stop = StopRequest()
     try:
-        with stop.installed() if handle_signals else nullcontext():
+        with stop.installed() if handle_signals else nullcontext(), distributed.GradientSync(place):
             trainer.train(stop)
     except NonFiniteLoss as exc:
-        record = trainer.record("failed", dense_flops, dense_params, error=str(exc))
-        run_dir.write_record(record)
-        print(f"{run_dir.path}: failed: {exc}")
+        record = trainer.record("failed", dense_flops, dense_params, error=str(exc)) if main else {}
+        if main:
+            run_dir.write_record(record)
+            print(f"{run_dir.path}: failed: {exc}")
         return RunOutcome("failed", run_dir, record)
     except RunInterrupted:
         raise
     except Exception as exc:
         # Errors are recorded; SystemExit (e.g. a requeue) and KeyboardInterrupt are not failures.
-        run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
+        if main:
+            run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
         raise
 
     exported = pruner.export()
+    if not main:
+        distributed.barrier(place)  # rank 0 writes the export and the record
+        return RunOutcome("done", run_dir, {}, exported)
     save_torch(copy.deepcopy(exported).cpu(), run_dir.export)  # loadable on any machine
     record = trainer.record("done", dense_flops, dense_params, exported=exported)
     run_dir.write_record(record)
+    distributed.barrier(place)
     m = record["metrics"]
     print(f"{run_dir.path}: done: top1 {m['top1']:.2f}%, FLOPs ratio {m['flops_ratio']:.4f}, {m['params']:,} parameters")
-    return RunOutcome("done", run_dir, record)
+    return RunOutcome("done", run_dir, record, exported)
+
+
+def record_header(cfg: RunConfig, status: str, device: torch.device, started: str) -> dict[str, Any]:
+    """Every field of `record.json` but the metrics (empty here)."""
+    return {
+        "run_id": run_id(cfg),
+        "experiment": cfg.experiment,
+        "profile": cfg.profile,
+        "status": status,
+        "method": cfg.prune.method,
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "flops_target": cfg.prune.flops_target,
+        "seed": cfg.seed,
+        "metrics": {},
+        "config": to_dict(cfg),
+        "env": environment(device),
+        "started": started,
+        "finished": _now(),
+    }
 
 
 def _fresh_totals() -> dict[str, float]:
@@ -215,8 +272,10 @@ def _fresh_totals() -> dict[str, float]:
 class _Training:
     """The epoch loop of one run, with what must survive an interruption."""
 
-    def __init__(self, cfg: RunConfig, run_dir: RunDir, data: DataBundle, pruner: Pruner, device: torch.device) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: RunDir, data: DataBundle, pruner: Pruner, device: torch.device,
+                 place: distributed.Distributed = distributed.SINGLE) -> None:
         self.cfg, self.run_dir, self.data, self.pruner, self.device = cfg, run_dir, data, pruner, device
+        self.place = place
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps completed in the current epoch
         self.totals = _fresh_totals()
@@ -239,10 +298,13 @@ class _Training:
         self.peak_train_mb = state["peak_train_mb"]
         self.started = state["started"]
         set_rng_state(state["rng"])
-        self.run_dir.truncate_log(self.epoch)
+        if self.place.is_main:
+            self.run_dir.truncate_log(self.epoch)
         print(f"{self.run_dir.path}: resuming at epoch {self.epoch + 1}, step {self.step_in_epoch}")
 
     def _save(self) -> None:
+        if not self.place.is_main:
+            return
         save_torch(
             {
                 "run_id": run_id(self.cfg),
@@ -278,7 +340,10 @@ class _Training:
                     images, labels = self.data.batch_mix(images, labels)
                 result = self.pruner.train_step(images, labels, self.epoch, self.global_step)
                 loss = float(result.loss)
-                if not torch.isfinite(result.loss):
+                finite = bool(torch.isfinite(result.loss))
+                if self.place.enabled:
+                    finite = self._agree(finite, stop)
+                if not finite:
                     raise NonFiniteLoss(
                         f"non-finite training loss ({loss}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}"
                     )
@@ -300,10 +365,23 @@ class _Training:
             if stop.signum is not None:
                 stop.act(self.epoch, 0)
 
+    def _agree(self, finite: bool, stop: StopRequest) -> bool:
+        """Data-parallel ranks: share buffers, and agree on stopping (a signal, a bad loss)."""
+        distributed.broadcast_buffers(self.pruner.replicated_modules(), self.place)
+        flags = torch.tensor([0.0 if finite else 1.0, 0.0 if stop.signum is None else float(stop.signum)], device=self.device)
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        if stop.signum is None and flags[1] > 0:
+            stop.signum = int(flags[1])
+        return not bool(flags[0] > 0)
+
     def _track_peak(self) -> None:
         self.peak_train_mb = max(self.peak_train_mb, peak_memory_mb(self.device))
 
     def _end_epoch(self) -> None:
+        loss, correct, seen = distributed.sum_across(
+            [self.totals["loss"], self.totals["correct"], self.totals["seen"]], self.place, self.device
+        )
+        self.totals.update(loss=loss, correct=correct, seen=seen)
         extra = self.pruner.end_epoch(self.epoch)
         last = self.epoch + 1 == self.cfg.train.epochs
         evaluate_now = last or (self.epoch + 1) % self.cfg.train.eval_every == 0
@@ -326,7 +404,8 @@ class _Training:
                 entry.update(self.pruner.eval_extras())
             entry["eval_time_s"] = time.perf_counter() - tick
         entry.update(extra)
-        self.run_dir.append_log(entry)
+        if self.place.is_main:
+            self.run_dir.append_log(entry)
         self.epoch += 1
         self.step_in_epoch = 0
         self.totals = _fresh_totals()
@@ -370,22 +449,8 @@ class _Training:
                 params=count_params(exported),
             )
             metrics.update(self.pruner.final_metrics())
-        record: dict[str, Any] = {
-            "run_id": run_id(cfg),
-            "experiment": cfg.experiment,
-            "profile": cfg.profile,
-            "status": status,
-            "method": cfg.prune.method,
-            "model": cfg.model.name,
-            "dataset": cfg.data.name,
-            "flops_target": cfg.prune.flops_target,
-            "seed": cfg.seed,
-            "metrics": metrics,
-            "config": to_dict(cfg),
-            "env": environment(self.device),
-            "started": self.started,
-            "finished": _now(),
-        }
+        record = record_header(cfg, status, self.device, self.started)
+        record["metrics"] = metrics
         if error is not None:
             record["error"] = error
         return record

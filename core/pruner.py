@@ -106,6 +106,11 @@ class Pruner(ABC):
     def eval_networks(self) -> dict[str, nn.Module]:
         """Networks to evaluate, by name: 'hard' (always), 'soft' (where there is one)."""
 
+    def replicated_modules(self) -> list[nn.Module]:
+        """Modules whose buffers rank 0 broadcasts after each step in data-parallel runs."""
+        model = getattr(self, "model", None)
+        return [model] if isinstance(model, nn.Module) else []
+
     def eval_extras(self) -> dict[str, Any]:
         """Extra test-set measurements for an evaluated epoch's log line (e.g. gap metrics)."""
         return {}

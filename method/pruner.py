@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from core.checkpoint import write_json
-from core.config import RunConfig
+from core.config import RunConfig, is_pending_run
 from core.errors import ConfigError
 from core.groups import GroupMasks, groups_for_run, slim, strip_mask_hooks
 from core.optim import build_optimizer, build_scheduler
@@ -86,6 +86,8 @@ class S2HPruner(SubstratePruner):
     def check_config(cls, cfg: RunConfig) -> None:
         options = S2HOptions(**cfg.prune.options)
         check_pruning_target(cfg)
+        if options.init_from and is_pending_run(options.init_from):
+            return  # queued before this run in the same submission
         if options.init_from and not (Path(options.init_from).expanduser() / "checkpoint.pt").exists():
             raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {options.init_from}")
 

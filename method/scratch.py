@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from core.config import RunConfig
+from core.config import RunConfig, is_pending_run
 from core.dense import DensePruner
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim
@@ -92,7 +92,9 @@ class ScratchPruner(DensePruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        read_architecture(ScratchOptions(**cfg.prune.options).architecture_from)
+        source = ScratchOptions(**cfg.prune.options).architecture_from
+        if not is_pending_run(source):  # a source queued earlier in the same submission is read when the run starts
+            read_architecture(source)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         return {"flops_ratio": self.flops.count(self.widths).item() / self.flops.dense(), "widths": list(self.widths)}

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
 from core.data import DATASETS
@@ -48,6 +47,8 @@ class Digits(DatasetSpec):
         """Shipped inside scikit-learn: always present."""
 
     def split(self, train: bool, image_size: int) -> Dataset:
+        from sklearn.datasets import load_digits  # here, not at import: sklearn takes a second to import
+
         bunch = load_digits()
         images = torch.from_numpy(bunch.images / 16.0)
         labels = torch.from_numpy(bunch.target).long()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
 
 from core.config import RunConfig
 from core.data import dataset_spec
@@ -74,6 +74,26 @@ class EpochSampler(Sampler[tuple[int, int]]):
         return len(self.order) - self.start
 
 
+class ShardBatches(Sampler[list[tuple[int, int]]]):
+    """Rank `rank`'s part of every global batch of `sampler` (data-parallel training).
+
+    The global batches are those of a single process; each is cut into `world` near-equal
+    consecutive parts, so the images of a step do not depend on the number of processes.
+    """
+
+    def __init__(self, sampler: EpochSampler, batch_size: int, rank: int, world: int) -> None:
+        self.sampler, self.batch_size, self.rank, self.world = sampler, batch_size, rank, world
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for chunk in BatchSampler(self.sampler, self.batch_size, drop_last=False):
+            n = len(chunk)
+            part = chunk[self.rank * n // self.world : (self.rank + 1) * n // self.world]
+            yield part or [chunk[self.rank % n]]  # a last batch smaller than the world
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+
 def fixed_subset(dataset: Dataset, limit: Optional[int]) -> Dataset:
     """The same `limit` items for every run (a permutation seeded with 0), in index order."""
     size = len(dataset)  # type: ignore[arg-type]
@@ -99,6 +119,8 @@ class DataBundle:
     workers: int
     pin_memory: bool
     seed: int
+    rank: int = 0  # data-parallel rank and world size: each rank loads its part of a batch
+    world: int = 1
 
     @property
     def steps_per_epoch(self) -> int:
@@ -106,10 +128,12 @@ class DataBundle:
 
     def train_loader(self, epoch: int, start_step: int = 0) -> DataLoader:
         sampler = EpochSampler(len(self.train_set), self.seed, epoch, self.recipe.repeats, start_step * self.batch_size)
+        batching: dict[str, Any] = {"batch_size": self.batch_size, "sampler": sampler}
+        if self.world > 1:
+            batching = {"batch_sampler": ShardBatches(sampler, self.batch_size, self.rank, self.world)}
         return DataLoader(
             self.train_set,
-            batch_size=self.batch_size,
-            sampler=sampler,
+            **batching,
             num_workers=self.workers,
             pin_memory=self.pin_memory,
             # The loader draws its workers' base seed from this generator; from the global
@@ -127,7 +151,7 @@ class DataBundle:
         )
 
 
-def build_data(cfg: RunConfig, pin_memory: bool = False) -> DataBundle:
+def build_data(cfg: RunConfig, pin_memory: bool = False, rank: int = 0, world: int = 1) -> DataBundle:
     spec = dataset_spec(cfg.data)
     spec.prepare()
     info = spec.info
@@ -149,4 +173,6 @@ def build_data(cfg: RunConfig, pin_memory: bool = False) -> DataBundle:
         workers=cfg.data.workers,
         pin_memory=pin_memory,
         seed=cfg.seed,
+        rank=rank,
+        world=world,
     )
