@@ -1,0 +1,205 @@
+"""`python -m experiments list | run | status`: the paper's tables and figures as run grids.
+
+    python -m experiments list
+    python -m experiments run table1 [--profile smoke|paper] [--executor local|slurm|debug]
+                                     [key=value ...] [method:key=value ...] [--sweep key=v1,v2 ...]
+                                     [--partition P --account A --qos Q --time MIN --cpus N
+                                      --mem-gb G --constraint C --parallelism N --sbatch flag=value]
+    python -m experiments status table1 [--profile ...]
+    python -m experiments run my_grid.yaml ...          # a grid of one's own, same format
+
+`run` expands the grid, validates every cell (a typo or an unknown method names the cell and
+stops before anything is submitted), skips cells that are done or already queued, submits the
+rest and prints where each went. It also writes `<output_root>/experiments/<name>-<profile>.json`,
+the list of the experiment's cells and run folders that the analysis reads.
+
+Exit status: 0 when everything submitted (or, for local/debug, everything run) succeeded;
+1 when a run failed; 2 on bad input (one line on stderr, nothing submitted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from core.checkpoint import write_json
+from core.errors import SuiteError
+from experiments.spec import Expansion, expand, experiment_names, load_experiment
+
+DEFAULT_OUTPUT = "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every experiment with its run count and cost")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("name", help="an experiment name (table1 ... fig9) or the path of a YAML grid")
+        sub.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+        sub.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                         help="add a product axis over these values (repeatable)")
+        sub.add_argument("--output-root", default=DEFAULT_OUTPUT, help="where run folders are written")
+        sub.add_argument("overrides", nargs="*", metavar="key=value",
+                         help="config overrides for every cell; method:key=value for that method's cells only")
+
+    run = commands.add_parser("run", help="run or submit what is missing of an experiment")
+    common(run)
+    run.add_argument("--executor", default="local", choices=["local", "slurm", "debug"])
+    run.add_argument("--dry-run", action="store_true", help="validate and show what would be submitted; submit nothing")
+    slurm = run.add_argument_group("slurm executor (also read from $S2H_SLURM_CONFIG or ./slurm.yaml)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
+    slurm.add_argument("--time", type=int, dest="time_min", metavar="MINUTES", help="time limit per job (then requeued)")
+    slurm.add_argument("--cpus", type=int, dest="cpus_per_task", metavar="N", help="CPUs per task (per GPU)")
+    slurm.add_argument("--mem-gb", type=int, dest="mem_gb")
+    slurm.add_argument("--constraint")
+    slurm.add_argument("--parallelism", type=int, help="most array tasks running at once")
+    slurm.add_argument("--no-gpus", action="store_const", const=False, dest="gpus", help="ask SLURM for no GPUs")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="FLAG=VALUE", help="any other sbatch flag")
+    slurm.add_argument("--slurm-config", metavar="FILE", help="SLURM settings file (YAML)")
+    status = commands.add_parser("status", help="done / running / failed / missing per cell")
+    common(status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)  # overrides may come after options too
+    unknown = [item for item in rest if item.startswith("-") or "=" not in item or args.command == "list"]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if rest:
+        args.overrides = [*args.overrides, *rest]
+    try:
+        if args.command == "list":
+            return _list()
+        expansion = expand(args.name, args.profile, args.overrides, args.sweep, args.output_root)
+        _write_manifest(expansion, args.output_root)
+        if args.command == "status":
+            return _status(expansion)
+        return _run(expansion, args)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ----------------------------------------------------------------------------- list
+
+
+def _list() -> int:
+    rows = []
+    for name in experiment_names():
+        exp = load_experiment(name)
+        cells = expand(name, "paper", validate=False).cells
+        own = sum(not c.reused for c in cells)
+        dense = sum(c.layers.get("prune.method") == "dense" for c in cells)
+        notes = [f"{dense} dense"] if dense else []
+        notes += [f"{own} new, {len(cells) - own} reused"] if own != len(cells) else []
+        runs = f"{len(cells)}" + (f" ({'; '.join(notes)})" if notes else "")
+        hours = exp.gpu_hours.get("paper")
+        rows.append((name, runs, "-" if hours is None else f"~{hours:g}", f"make {name}", exp.title))
+    heads = ("experiment", "runs", "GPU-h (paper)", "target", "reproduces")
+    widths = [max(len(str(r[i])) for r in [heads, *rows]) for i in range(4)]
+    for row in [heads, *rows]:
+        print("  ".join(f"{str(v):<{w}}" for v, w in zip(row, widths)) + "  " + row[4])
+    print("\nGPU-hours are A100 estimates at the paper profile; the smoke profile runs a table on a CPU in minutes.")
+    return 0
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def _status(expansion: Expansion) -> int:
+    from slurm.dispatch import cell_state
+
+    counts: Counter[str] = Counter()
+    print(f"{expansion.experiment.name} ({expansion.profile} profile): {expansion.experiment.title}")
+    for cell in expansion.all_cells:
+        state = cell_state(cell)
+        counts[state.state] += 1
+        home = f" [{cell.experiment}'s run]" if cell.experiment != expansion.experiment.name else ""
+        reason = f": {state.reason}" if state.reason else ""
+        print(f"  {state.state:<11} {cell.describe()}{home}  {cell.run_dir.path}{reason}")
+    print("  " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _run(expansion: Expansion, args: argparse.Namespace) -> int:
+    from slurm.dispatch import cell_state, submit
+    from slurm.settings import describe, load_settings
+
+    settings = None
+    if args.executor == "slurm":
+        keys = ("partition", "account", "qos", "time_min", "cpus_per_task", "mem_gb", "constraint", "parallelism", "gpus")
+        settings = load_settings({k: getattr(args, k) for k in keys}, args.sbatch, args.slurm_config)
+    name = expansion.experiment.name
+    todo, alive, skipped = [], {}, Counter()
+    for cell in expansion.all_cells:
+        state = cell_state(cell)
+        if state.state == "done":
+            skipped["done"] += 1
+        elif state.state in ("running", "queued"):
+            skipped[state.state] += 1
+            alive[str(cell.run_dir.path)] = str(state.job.get("job_id"))
+            print(f"{cell.experiment} {cell.describe()}: already {state.reason}")
+        elif str(cell.run_dir.path) not in {str(c.run_dir.path) for c in todo}:
+            todo.append(cell)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items())) or "none done yet"
+    print(f"{name} ({expansion.profile} profile): {len(expansion.all_cells)} cells; {summary}; {len(todo)} to run"
+          + (f" on {args.executor}" if todo else ""))
+    if settings is not None and todo:
+        print(f"slurm settings: {describe(settings)}")
+    _check_datasets(todo)
+    if not todo or args.dry_run:
+        for cell in todo:
+            print(f"  would run {cell.experiment} {cell.describe()} -> {cell.run_dir.path}")
+        return 0
+    folder = Path(args.output_root) / "submitit" / name
+    submitted = submit(todo, args.executor, folder, settings, alive)
+    failed = [s for s in submitted if s.outcome in ("failed", "skipped")]
+    if args.executor == "slurm":
+        print(f"{len(submitted)} runs queued; `python -m experiments status {args.name} --profile {expansion.profile}` follows them; "
+              f"submitit logs under {folder}")
+    else:
+        print(f"{len(submitted) - len(failed)} of {len(submitted)} runs finished" + (f", {len(failed)} failed" if failed else ""))
+    return 1 if failed else 0
+
+
+def _check_datasets(cells: list[Any]) -> None:
+    """A missing dataset stops the submission (one line naming the path) before anything runs."""
+    from core.data import prepare_dataset
+
+    seen = set()
+    for cell in cells:
+        key = (cell.cfg.data.name, cell.cfg.data.root, cell.cfg.data.download)
+        if key not in seen:
+            seen.add(key)
+            prepare_dataset(cell.cfg.data)
+
+
+def _write_manifest(expansion: Expansion, output_root: str) -> None:
+    """The experiment's cells and their run folders, for the analysis (which never expands grids)."""
+    root = Path(output_root)
+    cells: list[dict[str, Any]] = []
+    for cell in expansion.all_cells:
+        cells.append({
+            "labels": cell.labels,
+            "experiment": cell.experiment,
+            "own": not cell.reused,
+            "run_id": cell.run_dir.path.name,
+            "run_dir": str(cell.run_dir.path.relative_to(root)) if cell.run_dir.path.is_relative_to(root) else str(cell.run_dir.path),
+        })
+    write_json(root / "experiments" / f"{expansion.experiment.name}-{expansion.profile}.json", {
+        "experiment": expansion.experiment.name,
+        "title": expansion.experiment.title,
+        "profile": expansion.profile,
+        "cells": cells,
+    })
