@@ -7,12 +7,32 @@ STAMP := $(VENV)/.installed
 # for a CUDA 12.6 build of the pinned torch on a cluster whose driver predates CUDA 13.
 PIP_ARGS ?=
 PYTEST_ARGS ?=
+# Experiments: `make table1 PROFILE=paper EXECUTOR=slurm SLURM_PARTITION=gpu`.
+PROFILE ?= smoke
+EXECUTOR ?= local
+SLURM_PARTITION ?=
+SLURM_ACCOUNT ?=
+SLURM_QOS ?=
+SLURM_TIME ?=
+SLURM_CPUS ?=
+SLURM_MEM_GB ?=
+SLURM_CONSTRAINT ?=
+SLURM_PARALLELISM ?=
+SLURM_EXTRA ?=
+ARGS ?=
+SLURM_FLAGS = $(if $(SLURM_PARTITION),--partition $(SLURM_PARTITION)) $(if $(SLURM_ACCOUNT),--account $(SLURM_ACCOUNT)) \
+	$(if $(SLURM_QOS),--qos $(SLURM_QOS)) $(if $(SLURM_TIME),--time $(SLURM_TIME)) $(if $(SLURM_CPUS),--cpus $(SLURM_CPUS)) \
+	$(if $(SLURM_MEM_GB),--mem-gb $(SLURM_MEM_GB)) $(if $(SLURM_CONSTRAINT),--constraint $(SLURM_CONSTRAINT)) \
+	$(if $(SLURM_PARALLELISM),--parallelism $(SLURM_PARALLELISM)) $(foreach flag,$(SLURM_EXTRA),--sbatch $(flag))
+EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 table10 fig3 fig4 fig5 fig6 fig7 fig8 fig9
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all demo clean
+.PHONY: help install test test-all test-slurm demo clean experiments $(EXPERIMENTS)
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@printf '%-14s%s\n' "table1..10" "run what is missing of a paper table (EXECUTOR=local|slurm|debug, PROFILE=smoke|paper)," \
+		"fig3..9" "then render it; SLURM_PARTITION, SLURM_ACCOUNT, SLURM_TIME ... for the cluster"
 
 install: $(STAMP) ## create .venv and install the suite with its pinned dependencies (once)
 
@@ -27,8 +47,24 @@ test: install ## run the fast test tier (CPU)
 test-all: install ## run every test, the slow end-to-end ones included
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: install ## train the embedded default config (dense ResNet-50 x0.25 on digits) into results/
-	$(PY) -m core run
+test-slurm: install ## start a one-node SLURM here (installs slurm-wlm and munge if missing), run the SLURM tests, stop it
+	bash slurm/cluster/up.sh
+	. $${S2H_SLURM_DIR:-/tmp/s2h-slurm}/env.sh && $(PY) -m pytest -m slurm tests/slurm $(PYTEST_ARGS); \
+	status=$$?; bash slurm/cluster/down.sh; exit $$status
 
-clean: ## remove the venv and the demo's run folders (results of real runs are kept)
+demo: table1 ## Table 1's grid on the smoke profile, run here (make table1 with the defaults)
+
+experiments: install ## list every experiment with its run count and cost
+	$(PY) -m experiments list
+
+$(EXPERIMENTS): install ## tableN / figN: run what is missing (EXECUTOR, PROFILE), then render it
+	$(PY) -m experiments run $@ --profile $(PROFILE) --executor $(EXECUTOR) $(if $(filter slurm,$(EXECUTOR)),$(SLURM_FLAGS)) $(ARGS)
+	@if [ -f analysis/__main__.py ]; then \
+		$(PY) -m analysis $(if $(filter table%,$@),table $(subst table,,$@),figure $(subst fig,,$@)) --profile $(PROFILE); \
+	else \
+		$(PY) -m experiments status $@ --profile $(PROFILE); \
+	fi
+
+clean: ## remove the venv and the smoke-profile results (paper-profile runs are kept)
 	rm -rf $(VENV) results/runs/demo *.egg-info
+	@grep -l '"profile": "smoke"' results/runs/*/*/record.json 2>/dev/null | xargs -r -n1 dirname | xargs -r rm -rf

@@ -1,0 +1,1 @@
+"""Dispatch of runs through submitit: local subprocesses (default), in-process debug, SLURM arrays."""

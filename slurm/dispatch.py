@@ -1,0 +1,244 @@
+"""Send validated experiment cells to an executor, all through submitit, and tell their state.
+
+Executors:
+- `local` (default): one run after another, each in a subprocess (submitit's LocalExecutor),
+  with as many local tasks as the run asks GPUs (`train.gpus`: torchrun-style data
+  parallelism) and those GPUs made visible when the machine has them; waits for each.
+- `debug`: in this process (submitit's DebugExecutor), for development and debuggers.
+- `slurm`: submitit's AutoExecutor, one job array per wave and resource shape, capped by
+  `parallelism`; returns as soon as everything is queued. A cell that reads another run
+  (Table 7's fine-tuning, Table 8's scratch runs) goes in a later wave that starts after its
+  sources (`--dependency=afterok`).
+
+Each submission writes `job.json` into the run folder (executor, job id, log paths); that is
+how `status` knows a run is queued or running and how a second submission knows not to queue
+it again. submitit's own files (pickles, stdout/stderr) live under
+`<output_root>/submitit/<experiment>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import submitit
+
+from core.config import to_dict
+from core.errors import ConfigError
+from slurm.jobs import RunJob
+from slurm.settings import SlurmSettings, executor_parameters
+
+EXECUTORS = ("local", "slurm", "debug")
+LIVE_SLURM_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
+                     "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class CellState:
+    state: str  # done | failed | running | queued | interrupted | missing
+    reason: str = ""
+    job: dict[str, Any] = field(default_factory=dict)
+
+
+def job_file(run_path: Path) -> Path:
+    return run_path / "job.json"
+
+
+def read_job(run_path: Path) -> dict[str, Any]:
+    path = job_file(run_path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def slurm_job_state(job_id: str) -> str | None:
+    """SLURM's state of a job (array task ids like 12_3 included), None once SLURM forgot it."""
+    if shutil.which("squeue") is None:
+        return None
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    states = [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    return states[0] if out.returncode == 0 and states else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def cell_state(cell: Any) -> CellState:
+    """Where a cell's run stands, from its run folder and, for queued jobs, SLURM."""
+    run_dir = cell.run_dir
+    record = run_dir.read_record()
+    job = read_job(run_dir.path)
+    if record is not None and record.get("status") == "done":
+        return CellState("done", job=job)
+    live = None
+    if job.get("executor") == "slurm":
+        live = slurm_job_state(str(job["job_id"]))
+    elif job.get("executor") == "local" and job.get("pid") and _pid_alive(int(job["pid"])) and job.get("host") == os.uname().nodename:
+        live = "RUNNING"
+    if live in LIVE_SLURM_STATES:
+        return CellState("running" if live == "RUNNING" else "queued", f"{job['executor']} job {job['job_id']} {live.lower()}", job)
+    if record is not None:
+        return CellState("failed", str(record.get("error", "no reason recorded")), job)
+    if run_dir.checkpoint.exists():
+        where = f"; log: {job['stderr']}" if job.get("stderr") else ""
+        return CellState("interrupted", f"checkpoint at hand, no live job{where}", job)
+    if job:
+        return CellState("missing", f"{job['executor']} job {job['job_id']} ended without a record; log: {job.get('stderr')}", job)
+    return CellState("missing")
+
+
+# ----------------------------------------------------------------------------- submission
+
+
+@dataclass
+class Submitted:
+    cell: Any
+    executor: str
+    job_id: str
+    outcome: str = "queued"  # local/debug: done | failed | skipped (a source failed)
+    detail: str = ""
+
+
+def _write_job(cell: Any, executor: str, job: Any, **extra: Any) -> None:
+    info = {
+        "executor": executor,
+        "job_id": str(job.job_id),
+        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stdout": str(job.paths.stdout),
+        "stderr": str(job.paths.stderr),
+        **extra,
+    }
+    from core.checkpoint import write_json
+
+    write_json(job_file(cell.run_dir.path), info)
+
+
+def _job_name(cell: Any) -> str:
+    return f"s2h-{cell.experiment}-{cell.run_dir.path.name}"
+
+
+def waves(cells: list[Any], pending: set[str]) -> list[list[Any]]:
+    """Cells in dependency order: a cell comes in a later wave than the runs it needs."""
+    order: list[list[Any]] = []
+    placed: dict[str, int] = {}
+    for cell in cells:
+        level = 0
+        for source in cell.needs:
+            key = str(source.run_dir.path)
+            if key in pending:
+                if key not in placed:
+                    raise ConfigError(f"{cell.describe()}: needs {key}, which is neither done nor in this submission")
+                level = max(level, placed[key] + 1)
+        placed[str(cell.run_dir.path)] = level
+        while len(order) <= level:
+            order.append([])
+        order[level].append(cell)
+    return order
+
+
+def submit(cells: list[Any], executor: str, folder: Path, settings: SlurmSettings | None = None,
+           alive_sources: dict[str, str] | None = None, say: Callable[[str], None] = print) -> list[Submitted]:
+    """Send `cells` (validated, not done, not queued) to `executor`; sources before dependents."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    pending = {str(c.run_dir.path) for c in cells}
+    ordered = waves(cells, pending)
+    if executor == "slurm":
+        return _submit_slurm(ordered, folder, settings or SlurmSettings(), alive_sources or {}, say)
+    return _run_in_turn([c for wave in ordered for c in wave], executor, folder, say)
+
+
+def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[str], None]) -> list[Submitted]:
+    import torch
+
+    done: list[Submitted] = []
+    failed: set[str] = set()
+    width = len(str(len(cells)))
+    for i, cell in enumerate(cells, 1):
+        head = f"[{i:>{width}}/{len(cells)}] {cell.experiment} {cell.describe()}"
+        broken = [str(s.run_dir.path) for s in cell.needs if str(s.run_dir.path) in failed]
+        if broken:
+            done.append(Submitted(cell, executor, "-", "skipped", f"its source {broken[0]} failed"))
+            say(f"{head}: skipped, its source {broken[0]} failed")
+            failed.add(str(cell.run_dir.path))
+            continue
+        gpus = cell.cfg.train.gpus
+        if executor == "debug":
+            if gpus > 1:
+                raise ConfigError(f"{cell.describe()}: train.gpus={gpus} needs the local or slurm executor, not debug")
+            ex: Any = submitit.DebugExecutor(folder=folder)
+        else:
+            ex = submitit.LocalExecutor(folder=folder)
+            visible = min(gpus, torch.cuda.device_count())
+            ex.update_parameters(timeout_min=7 * 24 * 60, tasks_per_node=gpus, gpus_per_node=visible)
+        tick = time.perf_counter()
+        job = ex.submit(RunJob(to_dict(cell.cfg)))
+        if executor == "local":
+            _write_job(cell, executor, job, pid=_local_pid(job), host=os.uname().nodename)
+        try:
+            while not job.done():  # submitit's own wait polls once a second
+                time.sleep(0.1)
+            outcome = job.results()[0]  # rank 0's summary
+            ok = outcome["status"] in ("done", "skipped")
+            detail = (f"top1 {outcome['top1']:.2f} %, FLOPs ratio {outcome['flops_ratio']:.3f}" if ok and outcome.get("top1") is not None
+                      else str(outcome.get("error")))
+        except KeyboardInterrupt:
+            job.cancel(check=False)
+            say(f"{head}: interrupted; run the same command again to resume")
+            raise
+        except Exception as exc:  # the run's record (if it got that far) holds the reason too
+            ok, detail = False, f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
+            if executor == "local":
+                detail += f" (log: {job.paths.stderr})"
+        seconds = time.perf_counter() - tick
+        if not ok:
+            failed.add(str(cell.run_dir.path))
+        done.append(Submitted(cell, executor, str(job.job_id), "done" if ok else "failed", detail))
+        say(f"{head}: {'done' if ok else 'FAILED'}, {detail} ({seconds:.0f} s) -> {cell.run_dir.path}")
+    return done
+
+
+def _local_pid(job: Any) -> int | None:
+    process = getattr(job, "_process", None)
+    return getattr(process, "pid", None)
+
+
+def _submit_slurm(ordered: list[list[Any]], folder: Path, settings: SlurmSettings, alive_sources: dict[str, str],
+                  say: Callable[[str], None]) -> list[Submitted]:
+    submitted: list[Submitted] = []
+    job_ids = dict(alive_sources)  # run folder -> SLURM job id, for dependencies
+    for level, wave in enumerate(ordered):
+        shapes: dict[int, list[Any]] = {}
+        for cell in wave:
+            shapes.setdefault(cell.cfg.train.gpus, []).append(cell)
+        for gpus, cells in shapes.items():
+            ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=settings.max_requeues)
+            params = executor_parameters(settings, gpus, f"s2h-{cells[0].experiment}")
+            sources = sorted({job_ids[str(s.run_dir.path)] for c in cells for s in c.needs if str(s.run_dir.path) in job_ids})
+            if sources:
+                extra = dict(params.get("slurm_additional_parameters", {}))
+                extra["dependency"] = "afterok:" + ":".join(sources)
+                params["slurm_additional_parameters"] = extra
+            ex.update_parameters(**params)
+            with ex.batch():
+                jobs = [ex.submit(RunJob(to_dict(cell.cfg))) for cell in cells]
+            for cell, job in zip(cells, jobs):
+                _write_job(cell, "slurm", job)
+                job_ids[str(cell.run_dir.path)] = str(job.job_id)
+                submitted.append(Submitted(cell, "slurm", str(job.job_id)))
+                after = f" after {', '.join(sources)}" if sources else ""
+                say(f"{cell.experiment} {cell.describe()} -> slurm job {job.job_id}{after} ({cell.run_dir.path})")
+    return submitted

@@ -1,0 +1,88 @@
+"""The local and debug executors through `python -m experiments`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+from experiments.cli import main
+from experiments.spec import expand
+from tests.slurm.conftest import SHRINK
+
+TWO_CELLS = ("base: {data.name: cifar100, model.name: wrn28_10}\n"
+             "bundles: {method: {dense: {prune.method: dense}, rst_s: {prune.method: rst_s, prune.flops_target: 0.5}}}\n"
+             "blocks:\n  - product: {method: [dense, rst_s]}\n")
+
+
+def test_local_runs_each_cell_in_a_subprocess_then_skips_them(grid, tmp_path, capsys):
+    path = grid(TWO_CELLS)
+    root = str(tmp_path / "results")
+    assert main(["run", path, "--output-root", root, *SHRINK]) == 0
+    out = capsys.readouterr().out
+    assert "2 to run on local" in out and "2 of 2 runs finished" in out
+    cells = expand(path, "smoke", SHRINK, output_root=root).cells
+    for cell in cells:
+        record = cell.run_dir.read_record()
+        assert record["status"] == "done" and record["profile"] == "smoke" and record["experiment"] == "mine"
+        job = json.loads((cell.run_dir.path / "job.json").read_text())
+        assert job["executor"] == "local" and job["pid"] != __import__("os").getpid()  # another process
+    assert main(["run", path, "--output-root", root, *SHRINK]) == 0
+    assert "2 done; 0 to run" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "results" / "experiments" / "mine-smoke.json").read_text())
+    assert [c["run_dir"] for c in manifest["cells"]] == [str(c.run_dir.path.relative_to(root)) for c in cells]
+    assert main(["status", path, "--output-root", root, *SHRINK]) == 0
+    assert "2 done" in capsys.readouterr().out
+
+
+def test_debug_executor_runs_sources_before_the_runs_that_read_them(grid, tmp_path, capsys):
+    path = grid(
+        "base: {data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.4}\n"
+        "blocks:\n"
+        "  - zip: {prune.options.formulation: [soft_only]}\n"
+        "  - set: {prune.options.init_from: {run: {where: {prune.options.formulation: soft_only}}}, train.lr: {times: 0.1}}\n"
+        "    zip: {prune.options.formulation: [ours]}\n"
+    )
+    root = str(tmp_path / "results")
+    assert main(["run", path, "--executor", "debug", "--output-root", root, *SHRINK]) == 0
+    soft, tuned = expand(path, "smoke", SHRINK, output_root=root).cells
+    assert soft.run_dir.status() == tuned.run_dir.status() == "done"
+    assert tuned.cfg.prune.options["init_from"] == str(soft.run_dir.path)
+    assert tuned.run_dir.read_record()["started"] >= soft.run_dir.read_record()["finished"]
+
+
+def test_status_names_failures_and_missing_cells(grid, tmp_path, capsys):
+    path = grid(TWO_CELLS)
+    root = str(tmp_path / "results")
+    dense, rst = expand(path, "smoke", SHRINK, output_root=root).cells
+    rst.run_dir.path.mkdir(parents=True)
+    rst.run_dir.write_record({"status": "failed", "error": "RuntimeError: out of memory"})
+    assert main(["status", path, "--output-root", root, *SHRINK]) == 0
+    out = capsys.readouterr().out
+    assert "failed" in out and "RuntimeError: out of memory" in out and "1 failed, 1 missing" in out
+
+
+def test_a_bad_cell_stops_the_submission_before_anything_runs(grid, tmp_path, capsys):
+    path = grid(TWO_CELLS)
+    root = tmp_path / "results"
+    assert main(["run", path, "--output-root", str(root), "rst_s:prune.options.selction=rand", *SHRINK]) == 2
+    err = capsys.readouterr().err
+    assert "mine cell [method=rst_s]" in err and "selction" in err
+    assert not (root / "runs").exists()
+
+
+def test_local_data_parallel_run_on_two_cpu_processes(grid, tmp_path, capsys):
+    path = grid("base: {data.name: cifar100, model.name: wrn28_10, prune.method: dense, train.gpus: 2, train.device: cpu}\n")
+    root = str(tmp_path / "results")
+    assert main(["run", path, "--output-root", root, *SHRINK]) == 0
+    (cell,) = expand(path, "smoke", SHRINK, output_root=root).cells
+    record = cell.run_dir.read_record()
+    assert record["status"] == "done" and record["config"]["train"]["gpus"] == 2
+    logs = sorted((tmp_path / "results" / "submitit" / "mine").glob("*_log.err"))
+    assert len(logs) == 2  # one per task (rank)
+
+
+def test_a_missing_dataset_stops_the_submission(tmp_path, capsys):
+    root = tmp_path / "results"
+    code = main(["run", "table3", "--profile", "paper", "--output-root", str(root), f"data.root={tmp_path / 'nodata'}"])
+    assert code == 2
+    assert "CIFAR-100 not found at" in capsys.readouterr().err
+    assert not (root / "runs").exists()
