@@ -31,8 +31,8 @@ EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 ta
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
-	@printf '%-14s%s\n' "table1..10" "run what is missing of a paper table (EXECUTOR=local|slurm|debug, PROFILE=smoke|paper)," \
-		"fig3..9" "then render it; SLURM_PARTITION, SLURM_ACCOUNT, SLURM_TIME ... for the cluster"
+	@printf '%-14s%s\n' "table1..10" "run what is missing of a table, then show it (EXECUTOR=local|slurm|debug, PROFILE=smoke|paper," \
+		"" "SLURM_PARTITION=... SLURM_TIME=... for the cluster)" "fig3..9" "the same for a figure (they reuse the tables' runs)"
 
 install: $(STAMP) ## create .venv and install the suite with its pinned dependencies (once)
 
