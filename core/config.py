@@ -136,22 +136,30 @@ class RunConfig:
 # ----------------------------------------------------------------------------- building
 
 
+def compose(layers: Iterable[tuple[Any, str]] = (), overrides: Iterable[str] = ()) -> RunConfig:
+    """Defaults, then each (nested dict or DictConfig, source name) layer, then `key=value`
+    overrides; typed (an unknown key or a wrong type raises, naming the key), not yet resolved."""
+    merged = OmegaConf.structured(RunConfig)
+    for layer, source in layers:
+        merged = _merge(merged, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source=source)
+    merged = _merge(merged, _parse_overrides(list(overrides)), source="command line")
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+
+
 def load(overrides: Iterable[str] = (), files: Iterable[str | Path] = ()) -> RunConfig:
     """Defaults, then YAML `files`, then `key=value` overrides; typed, validated, resolved."""
-    merged = OmegaConf.structured(RunConfig)
+    layers = []
     for path in files:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        merged = _merge(merged, OmegaConf.load(path), source=str(path))
-    merged = _merge(merged, _parse_overrides(list(overrides)), source="command line")
-    return resolve(OmegaConf.to_object(merged))
+        layers.append((OmegaConf.load(path), str(path)))
+    return resolve(compose(layers, overrides))
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
     """A config from its plain-dict form (a `config.yaml`, a record's `config`), re-validated."""
-    merged = _merge(OmegaConf.structured(RunConfig), OmegaConf.create(data), source="config")
-    return resolve(OmegaConf.to_object(merged))
+    return resolve(compose([(data, "config")]))
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -221,7 +229,6 @@ def pending_runs(folders: Iterable[str | Path]) -> Iterator[None]:
 
 def is_pending_run(folder: str | Path) -> bool:
     return os.path.normpath(str(folder)) in _PENDING_RUNS.get()
-
 
 
 def resolve(cfg: RunConfig) -> RunConfig:

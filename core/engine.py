@@ -169,8 +169,7 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
         print(f"{run_dir.path}: already done (top1 {previous['metrics'].get('top1', float('nan')):.2f}); nothing to train")
         return RunOutcome("skipped", run_dir, previous)
 
-    requested = torch.device(resolve_device(cfg.train.device).type)
-    place = distributed.start(cfg.train.gpus, requested.type)
+    place = distributed.start(cfg.train.gpus, resolve_device(cfg.train.device).type)
     try:
         return _run(cfg, run_dir, previous, place, handle_signals)
     finally:

@@ -141,7 +141,7 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
         keys = ("partition", "account", "qos", "time_min", "cpus_per_task", "mem_gb", "constraint", "parallelism", "gpus")
         settings = load_settings({k: getattr(args, k) for k in keys}, args.sbatch, args.slurm_config)
     name = expansion.experiment.name
-    todo, alive, skipped = [], {}, Counter()
+    todo, alive, skipped, queued = [], {}, Counter(), set()
     for cell in expansion.all_cells:
         state = cell_state(cell)
         if state.state == "done":
@@ -150,7 +150,8 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
             skipped[state.state] += 1
             alive[str(cell.run_dir.path)] = str(state.job.get("job_id"))
             print(f"{cell.experiment} {cell.describe()}: already {state.reason}")
-        elif str(cell.run_dir.path) not in {str(c.run_dir.path) for c in todo}:
+        elif cell.run_dir.path not in queued:  # a run two cells share is submitted once
+            queued.add(cell.run_dir.path)
             todo.append(cell)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items())) or "none done yet"
     print(f"{name} ({expansion.profile} profile): {len(expansion.all_cells)} cells; {summary}; {len(todo)} to run"

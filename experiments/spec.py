@@ -48,11 +48,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from omegaconf import OmegaConf
 
-from core.config import PROFILES, RunConfig, pending_runs, resolve
-from core.config import _merge as merge_config  # the same typed merge as `core.config.load`
-from core.config import _parse_overrides
+from core.config import PROFILES, RunConfig, compose, pending_runs, resolve
 from core.errors import ConfigError
 from core.records import RunDir
 
@@ -318,9 +315,7 @@ def _build(cell: Cell, profile: str, output_root: str | None, where: str, valida
     if output_root is not None:
         nested["output_root"] = output_root
     try:
-        merged = merge_config(OmegaConf.structured(RunConfig), OmegaConf.create(nested), source="experiment")
-        merged = merge_config(merged, _parse_overrides(cell.overrides), source="command line")
-        cfg = OmegaConf.to_object(merged)
+        cfg = compose([(nested, "experiment")], cell.overrides)
         if not validate:
             return cfg
         pending = [str(source.run_dir.path) for source in cell.needs if source.run_dir.status() != "done"]

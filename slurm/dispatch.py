@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import submitit
 
+from core.checkpoint import write_json
 from core.config import to_dict
 from core.errors import ConfigError
 from slurm.jobs import RunJob
@@ -121,8 +122,6 @@ def _write_job(cell: Any, executor: str, job: Any, **extra: Any) -> None:
         "stderr": str(job.paths.stderr),
         **extra,
     }
-    from core.checkpoint import write_json
-
     write_json(job_file(cell.run_dir.path), info)
 
 
