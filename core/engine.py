@@ -431,9 +431,10 @@ class _Training:
         }
         if log and log[-1].get("train_loss") is not None:
             metrics["train_loss"] = log[-1]["train_loss"]
-        soft = [e["test_top1_soft"] for e in log if e.get("test_top1_soft") is not None]
-        if soft:
-            metrics["top1_soft"] = soft[-1]
+        for entry in log:  # the last top-1 of each extra network a pruner evaluates ("soft", "original")
+            for key, value in entry.items():
+                if key.startswith("test_top1_") and value is not None:
+                    metrics[key.removeprefix("test_")] = value
         if exported is not None:
             exported = exported.to(self.device)
             base_mb = current_memory_mb(self.device)

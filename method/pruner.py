@@ -177,8 +177,17 @@ class S2HPruner(SubstratePruner):
             self._evaluated["soft"] = self._masked_copy(self.state.soft_masks())
         return self._evaluated["soft"]
 
+    def original_network(self) -> nn.Module:
+        """The unmasked network: Alt 2's teacher, whose top-1 is Table 6's θ column."""
+        if "original" not in self._evaluated:
+            self._evaluated["original"] = self._masked_copy(None)
+        return self._evaluated["original"]
+
     def eval_networks(self) -> dict[str, nn.Module]:
-        return {"hard": self.hard_network(), "soft": self.soft_network()}
+        networks = {"hard": self.hard_network(), "soft": self.soft_network()}
+        if self.options.formulation == "alt2":
+            networks["original"] = self.original_network()
+        return networks
 
     def eval_extras(self) -> dict[str, Any]:
         """Table 6's gap between the hard network and its direct supervision."""
@@ -188,7 +197,7 @@ class S2HPruner(SubstratePruner):
         formulation = self.options.formulation
         teacher = None
         if formulation == "alt2":
-            teacher = self._masked_copy(None)
+            teacher = self.original_network()
         elif formulation != "alt1":
             teacher = self.soft_network()
         js = l2 = 0.0
