@@ -1,0 +1,174 @@
+"""Run records as the analysis sees them: plain JSON read from `results/runs/*/*/`.
+
+`analysis/` never imports training code (DESIGN.md, "Style we follow"): everything here reads
+the files the engine wrote (`record.json`, `log.jsonl`, `widths.jsonl`, `architecture.json`)
+with the standard library, so a table renders in milliseconds on a laptop that has no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+PROFILES = ("paper", "smoke")
+
+# Config fields that do not change what a run computes; two runs of one table cell that differ
+# only in these (and the seed) are replicas whose numbers may be averaged.
+COSMETIC_FIELDS = (
+    ("seed",),
+    ("output_root",),
+    ("progress",),
+    ("experiment",),
+    ("data", "root"),
+    ("data", "workers"),
+    ("data", "download"),
+    ("train", "device"),
+    ("train", "eval_every"),
+    ("train", "eval_batch_size"),
+    ("prune", "options", "widths_every"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run: its `record.json` and the folder it was read from (None if made in memory)."""
+
+    record: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record.get("run_id", ""))
+
+    @property
+    def experiment(self) -> str:
+        return str(self.record.get("experiment", ""))
+
+    @property
+    def profile(self) -> str:
+        return str(self.record.get("profile", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self.record.get("status", "failed"))
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @property
+    def method(self) -> str:
+        return str(self.record.get("method", ""))
+
+    @property
+    def model(self) -> str:
+        return str(self.record.get("model", ""))
+
+    @property
+    def seed(self) -> int:
+        return int(self.record.get("seed", 0))
+
+    @property
+    def flops_target(self) -> float | None:
+        value = self.record.get("flops_target")
+        return None if value is None else float(value)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.record.get("metrics") or {}
+
+    @property
+    def error(self) -> str:
+        return str(self.record.get("error", ""))
+
+    def metric(self, name: str) -> float | None:
+        value = self.metrics.get(name)
+        return None if value is None else float(value)
+
+    def option(self, dotted: str, default: Any = None) -> Any:
+        """A config value by its dotted key, e.g. `prune.options.formulation`."""
+        node: Any = self.record.get("config") or {}
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def replica_key(self) -> str:
+        """The config without its seed and cosmetic fields: equal keys mean seeds of one setting."""
+        config = json.loads(json.dumps(self.record.get("config") or {}))
+        for path in COSMETIC_FIELDS:
+            node = config
+            for part in path[:-1]:
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(path[-1], None)
+        return json.dumps(config, sort_keys=True)
+
+    # ------------------------------------------------------------------ files beside the record
+
+    def _jsonl(self, name: str) -> list[dict[str, Any]]:
+        if self.path is None or not (self.path / name).exists():
+            return []
+        lines = (self.path / name).read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def log(self) -> list[dict[str, Any]]:
+        """`log.jsonl`: one entry per epoch."""
+        return self._jsonl("log.jsonl")
+
+    def widths(self) -> list[dict[str, Any]]:
+        """`widths.jsonl` (S2HPruner): kept units per group every `widths_every` steps."""
+        return self._jsonl("widths.jsonl")
+
+    def architecture(self) -> dict[str, Any] | None:
+        """`architecture.json` (S2HPruner): per group its name, kind, size and kept units."""
+        if self.path is None or not (self.path / "architecture.json").exists():
+            return None
+        return json.loads((self.path / "architecture.json").read_text())
+
+
+@dataclass
+class RunSet:
+    """The records under one results folder, with the folders that hold no record yet."""
+
+    runs: list[Run] = field(default_factory=list)
+    unfinished: list[Path] = field(default_factory=list)
+
+    def of(self, profile: str) -> list[Run]:
+        return [run for run in self.runs if run.profile == profile]
+
+    def profiles(self) -> list[str]:
+        return sorted({run.profile for run in self.runs})
+
+
+def majority_profile(runs: RunSet, experiments: Iterable[str]) -> str:
+    """The profile most runs of these experiments have; `paper` on a tie or when there are none."""
+    wanted = set(experiments)
+    counts = {p: sum(1 for r in runs.runs if r.profile == p and r.experiment in wanted) for p in PROFILES}
+    best = max(counts.values())
+    return "paper" if counts["paper"] == best else next(p for p in PROFILES if counts[p] == best)
+
+
+def load_runs(results: str | Path = "results") -> RunSet:
+    """Every `record.json` under `<results>/runs/<experiment>/<run_id>/` (none is fine)."""
+    found = RunSet()
+    runs_root = Path(results) / "runs"
+    if not runs_root.is_dir():
+        return found
+    for folder in sorted(runs_root.glob("*/*")):
+        if not folder.is_dir():
+            continue
+        record_path = folder / "record.json"
+        if record_path.exists():
+            found.runs.append(Run(json.loads(record_path.read_text()), folder))
+        else:
+            found.unfinished.append(folder)
+    return found
+
+
+def in_memory(records: Iterable[dict[str, Any]]) -> RunSet:
+    """Records built by hand (tests, benchmarks) as a RunSet without folders."""
+    return RunSet([Run(record) for record in records])

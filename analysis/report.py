@@ -1,0 +1,107 @@
+"""`make report`: every table and figure, the runs' environment and what is missing, in one page.
+
+Writes `<results>/report.md` and `<results>/report.html` (figures beside them in
+`<results>/figures/`). It renders whatever records exist, none included: an empty results
+folder gives a report of dashes that says which commands fill it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from analysis.grid import Grid
+from analysis.records import RunSet, majority_profile
+from analysis.render import html_table, markdown
+from analysis.tables import TABLE_NUMBERS, build
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:13px}th,td{border-top:1px solid #ccc;padding:3px 8px}
+thead th{border-bottom:2px solid #444}td.num{text-align:right;white-space:nowrap}.profile{color:#a33}
+ul.footer{font-size:12px;color:#444}li.sub{margin-left:1.5em;list-style:circle}img{max-width:100%}"""
+
+
+def environments(runs: RunSet) -> list[tuple[str, int]]:
+    """Distinct (python, torch, cuda, device, git) of the runs, with how many runs each."""
+    counts: Counter[str] = Counter()
+    for run in runs.runs:
+        env = run.record.get("env") or {}
+        sha = str(env.get("git_sha") or "?")[:10] + (" (dirty)" if env.get("git_dirty") else "")
+        counts[f"python {env.get('python', '?')}, torch {env.get('torch', '?')}, cuda {env.get('cuda') or 'none'}, "
+               f"{env.get('device', '?')}, git {sha}"] += 1
+    return sorted(counts.items(), key=lambda item: -item[1])
+
+
+def run_counts(runs: RunSet) -> list[str]:
+    counts: Counter[tuple[str, str, str]] = Counter((r.profile, r.experiment, r.status) for r in runs.runs)
+    lines = [f"{experiment} ({profile}): {n} {status}" for (profile, experiment, status), n in sorted(counts.items())]
+    if runs.unfinished:
+        lines.append(f"{len(runs.unfinished)} run folders without a record (queued, running or interrupted)")
+    return lines or ["no run records yet"]
+
+
+def write_report(runs: RunSet, results: Path, profile: str | None = None) -> list[Path]:
+    from analysis.figures import FIGURE_NUMBERS, render_figure
+
+    results.mkdir(parents=True, exist_ok=True)
+    # One profile for the whole report (the one most runs have, unless asked): a page that mixed
+    # smoke and paper tables would invite comparing them.
+    profile = profile or majority_profile(runs, {run.experiment for run in runs.runs})
+    grids: list[Grid] = [build(number, runs, profile) for number in TABLE_NUMBERS]
+    figures = [render_figure(number, runs, profile, results / "figures") for number in FIGURE_NUMBERS]
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    envs = environments(runs)
+    missing = [(g, len(g.missing) + len(g.failed)) for g in grids]
+
+    label = grids[0].profile_line()
+    md = ["# S2HPruner reproduction report" + ("" if profile == "paper" else f" ({profile} profile)"), "",
+          f"Generated {stamp} from `{results}/runs/` by `python -m analysis report`. Our numbers are computed from "
+          "the run records; the paper's appear beside them as the reference.", ""]
+    md += [f"**{label}**", ""] if label else []
+    md += ["## Runs", ""]
+    md += [f"- {line}" for line in run_counts(runs)]
+    md += ["", "## Environment of the runs", ""]
+    md += [f"- {env} ({n} runs)" for env, n in envs] or ["- no runs yet"]
+    md += ["", "## Missing cells", ""]
+    for grid, count in missing:
+        state = "complete" if not count else f"{count} of {grid.expected_runs} runs missing or failed: `{grid.command}`"
+        md.append(f"- Table {grid.number} ({grid.profile}): {state}")
+    for result in figures:
+        state = "complete" if not result.missing else f"{len(result.missing)} source runs missing: `make fig{result.number}`"
+        md.append(f"- Figure {result.number} ({profile}): {state}")
+    md += ["", "## Tables", ""]
+    for grid in grids:
+        md += [markdown(grid, heading="### "), ""]
+    md += ["## Figures", ""]
+    for result in figures:
+        png = result.paths[0].relative_to(results)
+        md += [f"### {result.title}", "", f"![{result.title}]({png})", ""]
+        md += [f"- missing: {line}" for line in result.missing] + ([""] if result.missing else [])
+    md_path = results / "report.md"
+    md_path.write_text("\n".join(md) + "\n")
+
+    esc = html.escape
+    body = [f"<h1>S2HPruner reproduction report</h1><p>Generated {esc(stamp)} from <code>{esc(str(results))}/runs/"
+            "</code>. Our numbers are computed from the run records; the paper's appear beside them as the "
+            "reference.</p>", f"<p class='profile'><strong>{esc(label)}</strong></p>" if label else "", "<h2>Runs</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in run_counts(runs)) + "</ul>",
+            "<h2>Environment of the runs</h2><ul>"
+            + ("".join(f"<li>{esc(env)} ({n} runs)</li>" for env, n in envs) or "<li>no runs yet</li>") + "</ul>",
+            "<h2>Missing cells</h2><ul>"]
+    for grid, count in missing:
+        state = "complete" if not count else f"{count} of {grid.expected_runs} runs missing or failed: <code>{esc(grid.command)}</code>"
+        body.append(f"<li>Table {grid.number} ({esc(grid.profile)}): {state}</li>")
+    for result in figures:
+        state = "complete" if not result.missing else f"{len(result.missing)} source runs missing: <code>make fig{result.number}</code>"
+        body.append(f"<li>Figure {result.number} ({esc(profile)}): {state}</li>")
+    body.append("</ul><h2>Tables</h2>")
+    body += [html_table(grid) for grid in grids]
+    body.append("<h2>Figures</h2>")
+    for result in figures:
+        png = result.paths[0].relative_to(results)
+        body.append(f"<h3>{esc(result.title)}</h3><img src='{esc(str(png))}' alt='{esc(result.title)}'>")
+    html_path = results / "report.html"
+    html_path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>S2HPruner reproduction report"
+                         f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return [md_path, html_path]

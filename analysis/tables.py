@@ -1,0 +1,435 @@
+"""Tables 1-10 of the paper as pure functions of run records.
+
+Each `tableN(runs, profile)` returns a `Grid` in the paper's layout (same rows, columns and
+order). A run belongs to a table through its home experiment (`record["experiment"]`, the YAML
+that owns it: Table 5's row 2 is Table 1's run) and a key read from its record; runs with equal
+keys are seeds of one cell and are averaged. `tests/analysis/test_tables.py` checks that every
+cell the experiment grids expand to lands on exactly one cell here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable
+
+from analysis import paper
+from analysis.grid import DASH, Entry, Grid, Group, Row, Stat
+from analysis.records import Run, RunSet, majority_profile
+
+TABLE_NUMBERS = tuple(range(1, 11))
+FLOPS_TOLERANCE = 0.02  # a cell is marked † when a run's achieved FLOPs ratio misses its target by more
+CNNS = ("resnet50", "mobilenetv3", "wrn28_10")
+TRANSFORMERS = ("vit", "swin")
+BASELINES = ("rst_s", "group_sl", "otov2", "refill")
+METHODS = (*BASELINES, "s2hpruner")
+TARGETS = (0.15, 0.35, 0.55)
+MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenetv3": "MBV3", "wrn28_10": "WRN28-10", "vit": "ViT", "swin": "Swin"}
+METHOD_NAMES = {"rst_s": "RST-S [1]", "group_sl": "Group-SL [14]", "otov2": "OTOv2 [6]", "refill": "Refill [5]",
+                "s2hpruner": "Ours"}
+SWITCHES = ("g_l_theta", "g_g_hard_theta", "g_g_soft_theta", "g_l_w", "g_g_w")
+DEFAULT_SWITCHES = {"g_l_theta": True, "g_g_hard_theta": True, "g_g_soft_theta": False, "g_l_w": True, "g_g_w": True}
+# Table 7's fine-tuning lengths per profile (experiments/table7.yaml; the grid test keeps them equal).
+FINE_TUNE_EPOCHS = {"paper": (10, 50, 100, 250, 500), "smoke": (1, 2, 3, 4, 5)}
+# The experiments whose runs each table reads (its own and those it reuses).
+SOURCES: dict[int, tuple[str, ...]] = {
+    1: ("table1",), 2: ("table2",), 3: ("table3",), 4: ("table4",), 5: ("table5", "table1"),
+    6: ("table6", "table1"), 7: ("table7",), 8: ("table8",), 9: ("table9", "table1"), 10: ("table1", "table10"),
+}
+
+
+def _target(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _percent(target: float) -> str:
+    return f"{round(target * 100)}%"
+
+
+def achieved_ratio(run: Run) -> float | None:
+    """The FLOPs ratio the run's target constrained (`prune.flops_scope`)."""
+    scope = run.option("prune.flops_scope", "network")
+    return run.metric("flops_ratio_prunable" if scope == "prunable" else "flops_ratio")
+
+
+# ----------------------------------------------------------------------------- cells and runs
+
+
+@dataclass
+class Slot:
+    """One expected run of a table (all its seeds), as found among the records."""
+
+    description: str
+    done: list[Run] = field(default_factory=list)
+    failed: list[Run] = field(default_factory=list)
+    target: float | None = None
+
+    def stat(self, value: str | Callable[[Run], float | None]) -> Stat:
+        get = value if callable(value) else (lambda run: run.metric(value))
+        return Stat(tuple(v for run in self.done if (v := get(run)) is not None))
+
+    def off_target(self) -> list[Run]:
+        if self.target is None:
+            return []
+        return [run for run in self.done
+                if (ratio := achieved_ratio(run)) is not None and abs(ratio - self.target) > FLOPS_TOLERANCE]
+
+
+class Builder:
+    """Indexes one table's runs by cell key once, then hands out cells and the footer's facts."""
+
+    def __init__(self, number: int, runs: RunSet, profile: str, key: Callable[[Run], Hashable | None]) -> None:
+        self.number, self.profile = number, profile
+        self.index: dict[Hashable, list[Run]] = defaultdict(list)
+        for run in runs.runs:
+            if run.profile == profile and run.experiment in SOURCES[number]:
+                cell = key(run)
+                if cell is not None:
+                    self.index[cell].append(run)
+        self.slots: dict[Hashable, Slot] = {}
+
+    def slot(self, key: Hashable, description: str, target: float | None = None) -> Slot:
+        if key not in self.slots:
+            found = self.index.get(key, [])
+            self.slots[key] = Slot(description, [r for r in found if r.done], [r for r in found if not r.done], target)
+        return self.slots[key]
+
+    def entry(self, slot: Slot, value: str | Callable[[Run], float | None], paper_value: float | None,
+              decimals: int = 2, scientific: bool = False, flops_mark: bool = False) -> Entry:
+        marks = "†" if flops_mark and slot.off_target() else ""
+        return Entry(slot.stat(value), paper_value, decimals, scientific, failed=len(slot.failed) if not slot.done else 0,
+                     marks=marks)
+
+    def grid(self, title: str, label_columns: list[str], columns: list[str], rows: list[Row],
+             groups: list[Group] | None = None, notes: list[str] | None = None) -> Grid:
+        grid = Grid(self.number, title, self.profile, label_columns, columns, rows, groups or [], list(notes or []))
+        grid.expected_runs = len(self.slots)
+        off, mixed = [], []
+        for slot in self.slots.values():
+            if not slot.done and not slot.failed:
+                grid.missing.append(slot.description)
+            for run in ([] if slot.done else slot.failed):
+                reason = run.error.splitlines()[0] if run.error else "no reason recorded"
+                grid.failed.append(f"{slot.description} (seed {run.seed}): {reason[:160]}")
+            for run in slot.off_target():
+                off.append(f"{slot.description} seed {run.seed}: {achieved_ratio(run):.3f}")
+            if len({run.replica_key() for run in slot.done}) > 1:
+                mixed.append(f"{slot.description}: runs {', '.join(r.run_id for r in slot.done)}")
+        if off:
+            grid.notes.append(f"†: achieved FLOPs ratio more than {FLOPS_TOLERANCE:.2f} from the target: " + "; ".join(off))
+        if mixed:
+            grid.notes.append("Averaged runs whose configs differ beyond the seed (check the overrides): " + "; ".join(mixed))
+        if any(e.ours.n > 1 for _, _, e in grid.entries()):
+            grid.notes.append("a ± b [n=k]: mean and sample standard deviation over k seeds.")
+        return grid
+
+
+def _standard_s2h(run: Run) -> bool:
+    """Table 1's S2HPruner setting: Algorithm 1 with every default switch, trained from scratch."""
+    return (run.method == "s2hpruner" and run.option("prune.options.formulation", "ours") == "ours"
+            and run.option("prune.options.init_from") is None
+            and all(run.option(f"prune.options.{k}", v) == v for k, v in DEFAULT_SWITCHES.items()))
+
+
+def _resnet_s2h_15(run: Run) -> bool:
+    """The ablations' base: S2HPruner on (CIFAR-100) ResNet-50 at 15 % FLOPs."""
+    return run.method == "s2hpruner" and run.model == "resnet50" and _target(run.flops_target) == 0.15
+
+
+# ----------------------------------------------------------------------------- Tables 1-3
+
+
+def _benchmark(number: int, runs: RunSet, profile: str, models: tuple[str, ...], methods: tuple[str, ...],
+               dataset: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if run.model not in models:
+            return None
+        if run.method == "dense":
+            return (run.model, "dense")
+        return (run.model, run.method, _target(run.flops_target))
+
+    b = Builder(number, runs, profile, key)
+    groups = []
+    for model in models:
+        dense = b.slot((model, "dense"), f"table{number} {model} dense")
+        entry = b.entry(dense, "top1", paper.lookup(number, "top1", model=model, method="dense"))
+        groups.append(Group(MODEL_NAMES[model], len(TARGETS), entry))
+    rows = []
+    for method in methods:
+        cells: list[Entry | str] = []
+        for model in models:
+            for target in TARGETS:
+                slot = b.slot((model, method, target), f"table{number} {model} {method} {_percent(target)}", target)
+                reference = paper.lookup(number, "top1", model=model, method=method, flops_target=str(target))
+                cells.append(b.entry(slot, "top1", reference, flops_mark=True))
+        rows.append(Row([METHOD_NAMES[method]], cells))
+    title = (f"Table {number}: pruning methods on {dataset}, top-1 (%) of dense and pruned networks at "
+             "15/35/55 % of the dense FLOPs")
+    return b.grid(title, ["Method"], [_percent(t) for t in TARGETS] * len(models), rows, groups)
+
+
+def table1(runs: RunSet, profile: str) -> Grid:
+    return _benchmark(1, runs, profile, CNNS, METHODS, "CIFAR-100")
+
+
+def table2(runs: RunSet, profile: str) -> Grid:
+    return _benchmark(2, runs, profile, CNNS, METHODS, "Tiny ImageNet")
+
+
+def table3(runs: RunSet, profile: str) -> Grid:
+    return _benchmark(3, runs, profile, TRANSFORMERS, ("rst_s", "s2hpruner"), "CIFAR-100 (transformers)")
+
+
+# ----------------------------------------------------------------------------- Table 4
+
+
+def table4(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if run.method == "dense":
+            return ("dense",)
+        if run.method == "s2hpruner":
+            return ("s2hpruner", _target(run.flops_target))
+        return None
+
+    b = Builder(4, runs, profile, key)
+    dense = b.slot(("dense",), "table4 resnet50 dense (the unpruned top-1)")
+    dense_top1 = dense.stat("top1").mean
+    rows = []
+    for row in paper.rows(4):
+        numbers = [paper.number(row[k]) for k in ("unpruned_top1", "top1", "top1_drop", "flops_percent",
+                                                  "epochs_pruning", "epochs_extra")]
+        if row["method"] != "s2hpruner":
+            published = [Entry(paper=v, decimals=0 if i >= 4 else 2, published=True) for i, v in enumerate(numbers)]
+            rows.append(Row([f"{row['method']} (published)"], published))
+            continue
+        target = float(row["flops_target"])
+        slot = b.slot(("s2hpruner", target), f"table4 resnet50 s2hpruner {_percent(target)}", target)
+        unpruned = b.entry(dense, "top1", numbers[0])
+        pruned = b.entry(slot, "top1", numbers[1], flops_mark=True)
+        drop = b.entry(slot, lambda r: None if dense_top1 is None or r.metric("top1") is None
+                       else dense_top1 - r.metric("top1"), numbers[2])
+        flops = b.entry(slot, lambda r: None if (x := r.metric("flops_ratio")) is None else 100 * x, numbers[3])
+        epochs = b.entry(slot, lambda r: r.option("train.epochs"), numbers[4], decimals=0)
+        extra = b.entry(slot, lambda r: 0.0 if r.option("prune.options.init_from") is None else None, numbers[5],
+                        decimals=0)
+        rows.append(Row([f"Ours ({_percent(target)} target)"], [unpruned, pruned, drop, flops, epochs, extra]))
+    notes = ["Rows marked (published) are other papers' numbers as Table 4 prints them; the suite does not re-run "
+             "them. Our rows: top-1 drop = our dense top-1 minus the pruned top-1; FLOPs (%) as achieved; "
+             "E_pr = training epochs of the run, E_ex = extra epochs (0: S2HPruner has no pre-training or "
+             "fine-tuning stage)."]
+    return b.grid("Table 4: ResNet-50 on ImageNet, top-1 (%) of dense and pruned networks and the FLOPs kept",
+                  ["Method"], ["Unpruned top-1 (%)", "Pruned top-1 (%)", "Top-1 drop (%)", "FLOPs (%)", "E_pr", "E_ex"],
+                  rows, notes=notes)
+
+
+# ----------------------------------------------------------------------------- Tables 5-8
+
+
+def table5(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if not _resnet_s2h_15(run) or run.option("prune.options.formulation", "ours") != "ours":
+            return None
+        if run.option("prune.options.init_from") is not None:
+            return None
+        return tuple(bool(run.option(f"prune.options.{s}", DEFAULT_SWITCHES[s])) for s in SWITCHES)
+
+    b = Builder(5, runs, profile, key)
+    rows = []
+    for row in paper.rows(5):
+        switches = tuple(row[s] == "true" for s in SWITCHES)
+        name = " ".join(f"{s}={'on' if on else 'off'}" for s, on in zip(SWITCHES, switches))
+        slot = b.slot(switches, f"table5 row {row['row']} ({name})", 0.15)
+        marks = ["✓" if on else "✗" for on in switches]
+        rows.append(Row(marks, [b.entry(slot, "top1", paper.number(row["top1"]), flops_mark=True)]))
+    label_columns = ["g L→θ⊙w→θ", "g G→θ⟨m̂⟩→θ", "g G→θ⊙w→θ", "g L→θ⊙w→w", "g G→θ⊙w→w"]
+    notes = ["Columns: the five gradient terms of Algorithm 1 (prune.options.g_l_theta, g_g_hard_theta, "
+             "g_g_soft_theta, g_l_w, g_g_w); g R→w is always on. FLOPs target 15 %."]
+    return b.grid("Table 5: the influence of each gradient term of Algorithm 1 (ResNet-50, CIFAR-100, 15 % FLOPs)",
+                  label_columns, ["Top-1 Acc (%)"], rows, notes=notes)
+
+
+def table6(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if not _resnet_s2h_15(run) or run.option("prune.options.init_from") is not None:
+            return None
+        formulation = run.option("prune.options.formulation", "ours")
+        if formulation == "ours" and not _standard_s2h(run):
+            return None
+        return formulation
+
+    b = Builder(6, runs, profile, key)
+    rows = []
+    for row in paper.rows(6):
+        formulation = row["formulation"]
+        slot = b.slot(formulation, f"table6 {formulation}", 0.15)
+        cells: list[Entry | str] = [
+            b.entry(slot, "gap_js", paper.number(row["js"]), scientific=True),
+            b.entry(slot, "gap_l2", paper.number(row["l2"]), scientific=True),
+            b.entry(slot, "top1_original", paper.number(row["top1_original"])),
+            b.entry(slot, "top1_soft", paper.number(row["top1_soft"])),
+            b.entry(slot, "top1", paper.number(row["top1_hard"]), flops_mark=True),
+        ]
+        rows.append(Row([{"alt1": "Alt 1", "alt2": "Alt 2", "ours": "Ours"}[formulation]], cells))
+    notes = ["JS and L2: the gap between the hard network and its direct supervision (Alt 1: the 0.1 label-smoothed "
+             "ground truth; Alt 2: the original network; Ours: the soft network), averaged over the test set. "
+             "θ, θ⊙w, θ⟨m̂⟩: top-1 of the original, soft and hard networks."]
+    return b.grid("Table 6: gap of the alternative formulations of problem 1 (ResNet-50, CIFAR-100, 15 % FLOPs)",
+                  ["Method"], ["JS", "L2", "θ", "θ⊙w", "θ⟨m̂⟩"], rows, notes=notes)
+
+
+def table7(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if not _resnet_s2h_15(run):
+            return None
+        formulation = run.option("prune.options.formulation", "ours")
+        if formulation == "soft_only":
+            return ("soft_only",)
+        if formulation == "ours" and run.option("prune.options.init_from") is not None:
+            return ("fine_tune", run.option("train.epochs"))
+        return None
+
+    b = Builder(7, runs, profile, key)
+    paper_rows = paper.rows(7)
+    soft_only = b.slot(("soft_only",), "table7 soft-only network (trained alone)", 0.15)
+    paper_epochs = [int(r["epochs"]) for r in paper_rows if int(r["epochs"]) > 0]
+    ours_epochs = FINE_TUNE_EPOCHS.get(profile) or tuple(
+        sorted({k[1] for k in b.index if k[0] == "fine_tune"}))[: len(paper_epochs)]
+    soft_cells: list[Entry | str] = [b.entry(soft_only, "top1_soft", paper.lookup(7, "top1_soft", epochs="0"))]
+    hard_cells: list[Entry | str] = [b.entry(soft_only, "top1", None)]
+    columns = ["0 (soft-only)"]
+    for paper_e, ours_e in zip(paper_epochs, ours_epochs):
+        slot = b.slot(("fine_tune", ours_e), f"table7 fine-tune {ours_e} epochs", 0.15)
+        soft_cells.append(b.entry(slot, "top1_soft", paper.lookup(7, "top1_soft", epochs=str(paper_e))))
+        hard_cells.append(b.entry(slot, "top1", paper.lookup(7, "top1_hard", epochs=str(paper_e)), flops_mark=True))
+        columns.append(str(paper_e) if ours_e == paper_e else f"{paper_e} (ours: {ours_e})")
+    notes = ["Columns: fine-tuning epochs of Algorithm 1 (0.1x learning rate) from the soft-only network; "
+             "column 0 is the soft-only network itself (the paper's 79.41 % is in its caption)."]
+    return b.grid("Table 7: top-1 (%) of the soft and hard networks after fine-tuning a soft-only network",
+                  ["Top-1 Acc (%)"], columns, [Row(["θ⊙w (soft)"], soft_cells), Row(["θ⟨m̂⟩ (hard)"], hard_cells)],
+                  notes=notes)
+
+
+def table8(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if run.method != "scratch":
+            return None
+        if run.option("prune.options.random", False):
+            return f"rand{run.option('prune.options.random_seed')}"
+        return "ours"
+
+    b = Builder(8, runs, profile, key)
+    cells: list[Entry | str] = []
+    columns = []
+    for row in paper.rows(8):
+        network = row["network"]
+        slot = b.slot(network, f"table8 {network}", 0.15)
+        cells.append(b.entry(slot, "top1", paper.number(row["top1"]), flops_mark=True))
+        columns.append("Ours" if network == "ours" else f"Rand {network[-1]}")
+    notes = ["Rand k: random per-group widths at 15 % FLOPs (seed k); Ours: the widths S2HPruner found (Table 1's "
+             "ResNet-50 15 % run); each trained from scratch."]
+    return b.grid("Table 8: pruned ResNet-50 architectures (15 % FLOPs) trained from scratch, CIFAR-100",
+                  ["Network"], columns, [Row(["Top-1 Acc (%)"], cells)], notes=notes)
+
+
+# ----------------------------------------------------------------------------- Tables 9-10
+
+
+def table9(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        return run.seed if _resnet_s2h_15(run) and _standard_s2h(run) else None
+
+    b = Builder(9, runs, profile, key)
+    paper_rows = paper.rows(9)
+    top1_cells: list[Entry | str] = []
+    flops_cells: list[Entry | str] = []
+    means_top1, means_flops = [], []
+    for seed, row in enumerate(paper_rows):
+        slot = b.slot(seed, f"table9 #{seed + 1}", 0.15)
+        top1_cells.append(b.entry(slot, "top1", paper.number(row["top1"]), flops_mark=True))
+        flops_cells.append(b.entry(slot, lambda r: None if (x := r.metric("flops_ratio")) is None else 100 * x,
+                                   paper.number(row["flops_percent"])))
+        means_top1.append(top1_cells[-1].ours.mean)  # type: ignore[union-attr]
+        means_flops.append(flops_cells[-1].ours.mean)  # type: ignore[union-attr]
+    paper_top1 = [float(r["top1"]) for r in paper_rows]
+    paper_flops = [float(r["flops_percent"]) for r in paper_rows]
+    top1_cells.append(Entry(Stat(tuple(v for v in means_top1 if v is not None)), sum(paper_top1) / len(paper_top1)))
+    flops_cells.append(Entry(Stat(tuple(v for v in means_flops if v is not None)), sum(paper_flops) / len(paper_flops)))
+    columns = [f"#{i + 1}" for i in range(len(paper_rows))] + ["mean ± std"]
+    notes = ["#k is seed k-1 (#1 is Table 1's run). The last column is the mean and sample standard deviation over "
+             "the seeds present (the paper's column: the mean of its four runs)."]
+    return b.grid("Table 9: S2HPruner's robustness to the random seed (ResNet-50, CIFAR-100, 15 % FLOPs)",
+                  ["Exp"], columns, [Row(["Top-1 Acc (%)"], top1_cells), Row(["FLOPs (%)"], flops_cells)], notes=notes)
+
+
+def _devices(slots: list[Slot]) -> str:
+    kinds: Counter[str] = Counter()
+    for slot in slots:
+        for run in slot.done:
+            env = run.record.get("env") or {}
+            kinds[f"{env.get('device', '?')}, {run.metrics.get('peak_mem_kind', 'memory')}"] += 1
+    return "; ".join(f"{kind} ({n} runs)" for kind, n in sorted(kinds.items())) or "no runs yet"
+
+
+def table10(runs: RunSet, profile: str) -> Grid:
+    def key(run: Run) -> Hashable | None:
+        if run.model != "resnet50" or _target(run.flops_target) != 0.15 or run.method not in METHODS:
+            return None
+        if run.method == "s2hpruner" and not _standard_s2h(run):
+            return None
+        return ("1x" if run.experiment == "table1" else "2x", run.method)
+
+    b = Builder(10, runs, profile, key)
+    metrics = [("top1_1x", "Top-1 Acc (%) (1x training schedule)", "top1", 2),
+               ("top1_2x", "Top-1 Acc (%) (2x training schedule)", "top1", 2),
+               ("gpu_time_per_epoch_s", "Time per epoch (s)", "epoch_time_s", 2),
+               ("peak_mem_mb_train", "Peak memory (MB) (training)", "peak_mem_mb_train", 0),
+               ("peak_mem_mb_infer", "Peak memory (MB) (inference)", "peak_mem_mb_infer", 0)]
+    rows = []
+    once: list[Slot] = []
+    for metric, label, field_name, decimals in metrics:
+        schedule = "2x" if metric == "top1_2x" else "1x"
+        cells: list[Entry | str] = []
+        for method in METHODS:
+            reference = paper.lookup(10, "value", metric=metric, method=method)
+            if schedule == "2x" and method == "s2hpruner":
+                cells.append(DASH)  # the paper runs no 2x schedule for its own method
+                continue
+            slot = b.slot((schedule, method), f"{'table1' if schedule == '1x' else 'table10'} resnet50 {method} 15% "
+                          f"({schedule} schedule)", 0.15)
+            if schedule == "1x" and all(slot is not seen for seen in once):
+                once.append(slot)
+            cells.append(b.entry(slot, field_name, reference, decimals=decimals, flops_mark=metric.startswith("top1")))
+        rows.append(Row([label], cells))
+    notes = [f"Time and memory rows: measured inside the 1x training runs, on: {_devices(once)}. "
+             "The paper's were measured on its GPU; CPU peak memory is the process's peak RSS."]
+    return b.grid("Table 10: training efficiency of the methods (ResNet-50, CIFAR-100, 15 % FLOPs)", [""],
+                  ["RST-S", "Depgraph", "OTO v2", "IMP-Refill", "Ours"], rows, notes=notes)
+
+
+TABLES: dict[int, Callable[[RunSet, str], Grid]] = {
+    1: table1, 2: table2, 3: table3, 4: table4, 5: table5, 6: table6, 7: table7, 8: table8, 9: table9, 10: table10,
+}
+
+
+def choose_profile(runs: RunSet, number: int) -> str:
+    """The profile of most of the table's runs (paper on a tie or with none): the default view."""
+    return majority_profile(runs, SOURCES[number])
+
+
+def build(number: int, runs: RunSet, profile: str | None = None) -> Grid:
+    """Table `number` from `runs` (profile chosen by `choose_profile` when not given)."""
+    if number not in TABLES:
+        raise ValueError(f"no table {number}: the paper has tables 1-10")
+    return TABLES[number](runs, profile or choose_profile(runs, number))
+
+
+def rows_of(grid: Grid) -> list[dict[str, Any]]:
+    """The tidy form: one dict per entry (row, column, ours, std, n, paper, diff)."""
+    out = []
+    for row, column, entry in grid.entries():
+        out.append({
+            "table": grid.number, "profile": grid.profile, "row": row, "column": column,
+            "ours": entry.ours.mean, "std": entry.ours.std, "n": entry.ours.n, "paper": entry.paper,
+            "diff": entry.diff, "published": entry.published, "failed": entry.failed, "marks": entry.marks,
+        })
+    return out
