@@ -27,7 +27,10 @@ SLURM_FLAGS = $(if $(SLURM_PARTITION),--partition $(SLURM_PARTITION)) $(if $(SLU
 EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 table10 fig3 fig4 fig5 fig6 fig7 fig8 fig9
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all test-slurm demo clean experiments $(EXPERIMENTS)
+# `make tables` etc. render the profile most runs have unless PROFILE is given on the command line.
+VIEW_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE))
+
+.PHONY: help install test test-all test-slurm demo clean experiments tables figures report bench $(EXPERIMENTS)
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -59,11 +62,19 @@ experiments: install ## list every experiment with its run count and cost
 
 $(EXPERIMENTS): install ## tableN / figN: run what is missing (EXECUTOR, PROFILE), then render it
 	$(PY) -m experiments run $@ --profile $(PROFILE) --executor $(EXECUTOR) $(if $(filter slurm,$(EXECUTOR)),$(SLURM_FLAGS)) $(ARGS)
-	@if [ -f analysis/__main__.py ]; then \
-		$(PY) -m analysis $(if $(filter table%,$@),table $(subst table,,$@),figure $(subst fig,,$@)) --profile $(PROFILE); \
-	else \
-		$(PY) -m experiments status $@ --profile $(PROFILE); \
-	fi
+	$(PY) -m analysis $(if $(filter table%,$@),table $(subst table,,$@),figure $(subst fig,,$@)) --profile $(PROFILE)
+
+tables: install ## write Tables 1-10 (md, csv, tex) from the records there are into results/tables/
+	$(PY) -m analysis tables $(VIEW_PROFILE)
+
+figures: install ## draw Figures 3-9 (PNG, PDF) from the records there are into results/figures/
+	$(PY) -m analysis figures $(VIEW_PROFILE)
+
+report: install ## write results/report.md and results/report.html: every table and figure, environment, missing cells
+	$(PY) -m analysis report $(VIEW_PROFILE)
+
+bench: install ## benchmarks, written to results/bench/: rendering ten tables from 10,000 records
+	$(PY) -m analysis.render_bench
 
 clean: ## remove the venv and the smoke-profile results (paper-profile runs are kept)
 	rm -rf $(VENV) results/runs/demo *.egg-info
