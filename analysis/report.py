@@ -42,6 +42,21 @@ def run_counts(runs: RunSet) -> list[str]:
     return lines or ["no run records yet"]
 
 
+def missing_cells(grids: list[Grid], figures: list, profile: str) -> list[tuple[str, str | None]]:
+    """(what is missing, the command that makes it) per table and figure; no command when complete."""
+    lines: list[tuple[str, str | None]] = []
+    for grid in grids:
+        count = len(grid.missing) + len(grid.failed)
+        lines.append((f"Table {grid.number} ({grid.profile}): complete", None) if not count else
+                     (f"Table {grid.number} ({grid.profile}): {count} of {grid.expected_runs} runs missing or failed:",
+                      grid.command))
+    for result in figures:
+        lines.append((f"Figure {result.number} ({profile}): complete", None) if not result.missing else
+                     (f"Figure {result.number} ({profile}): {len(result.missing)} source runs missing:",
+                      f"make fig{result.number} PROFILE={profile}"))
+    return lines
+
+
 def write_report(runs: RunSet, results: Path, profile: str | None = None) -> list[Path]:
     from analysis.figures import FIGURE_NUMBERS, render_figure
 
@@ -52,25 +67,17 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
     grids: list[Grid] = [build(number, runs, profile) for number in TABLE_NUMBERS]
     figures = [render_figure(number, runs, profile, results / "figures") for number in FIGURE_NUMBERS]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    envs = environments(runs)
-    missing = [(g, len(g.missing) + len(g.failed)) for g in grids]
+    envs = [f"{env} ({n} runs)" for env, n in environments(runs)] or ["no runs yet"]
+    gaps = missing_cells(grids, figures, profile)
 
     label = grids[0].profile_line()
     md = ["# S2HPruner reproduction report" + ("" if profile == "paper" else f" ({profile} profile)"), "",
           f"Generated {stamp} from `{results}/runs/` by `python -m analysis report`. Our numbers are computed from "
           "the run records; the paper's appear beside them as the reference.", ""]
     md += [f"**{label}**", ""] if label else []
-    md += ["## Runs", ""]
-    md += [f"- {line}" for line in run_counts(runs)]
-    md += ["", "## Environment of the runs", ""]
-    md += [f"- {env} ({n} runs)" for env, n in envs] or ["- no runs yet"]
-    md += ["", "## Missing cells", ""]
-    for grid, count in missing:
-        state = "complete" if not count else f"{count} of {grid.expected_runs} runs missing or failed: `{grid.command}`"
-        md.append(f"- Table {grid.number} ({grid.profile}): {state}")
-    for result in figures:
-        state = "complete" if not result.missing else f"{len(result.missing)} source runs missing: `make fig{result.number}`"
-        md.append(f"- Figure {result.number} ({profile}): {state}")
+    md += ["## Runs", ""] + [f"- {line}" for line in run_counts(runs)]
+    md += ["", "## Environment of the runs", ""] + [f"- {env}" for env in envs]
+    md += ["", "## Missing cells", ""] + [f"- {what}" + (f" `{command}`" if command else "") for what, command in gaps]
     md += ["", "## Tables", ""]
     for grid in grids:
         md += [markdown(grid, heading="### "), ""]
@@ -86,15 +93,9 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
     body = [f"<h1>S2HPruner reproduction report</h1><p>Generated {esc(stamp)} from <code>{esc(str(results))}/runs/"
             "</code>. Our numbers are computed from the run records; the paper's appear beside them as the "
             "reference.</p>", f"<p class='profile'><strong>{esc(label)}</strong></p>" if label else "", "<h2>Runs</h2><ul>" + "".join(f"<li>{esc(x)}</li>" for x in run_counts(runs)) + "</ul>",
-            "<h2>Environment of the runs</h2><ul>"
-            + ("".join(f"<li>{esc(env)} ({n} runs)</li>" for env, n in envs) or "<li>no runs yet</li>") + "</ul>",
+            "<h2>Environment of the runs</h2><ul>" + "".join(f"<li>{esc(env)}</li>" for env in envs) + "</ul>",
             "<h2>Missing cells</h2><ul>"]
-    for grid, count in missing:
-        state = "complete" if not count else f"{count} of {grid.expected_runs} runs missing or failed: <code>{esc(grid.command)}</code>"
-        body.append(f"<li>Table {grid.number} ({esc(grid.profile)}): {state}</li>")
-    for result in figures:
-        state = "complete" if not result.missing else f"{len(result.missing)} source runs missing: <code>make fig{result.number}</code>"
-        body.append(f"<li>Figure {result.number} ({esc(profile)}): {state}</li>")
+    body += [f"<li>{esc(what)}" + (f" <code>{esc(command)}</code>" if command else "") + "</li>" for what, command in gaps]
     body.append("</ul><h2>Tables</h2>")
     body += [html_table(grid) for grid in grids]
     body.append("<h2>Figures</h2>")
