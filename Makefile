@@ -73,7 +73,8 @@ figures: install ## draw Figures 3-9 (PNG, PDF) from the records there are into 
 report: install ## write results/report.md and results/report.html: every table and figure, environment, missing cells
 	$(PY) -m analysis report $(VIEW_PROFILE)
 
-bench: install ## benchmarks, written to results/bench/: rendering ten tables from 10,000 records
+bench: install ## benchmarks into results/bench/: each method's training step and memory, slimmed networks' latency, table rendering
+	$(PY) -m bench
 	$(PY) -m analysis.render_bench
 
 clean: ## remove the venv and the smoke-profile results (paper-profile runs are kept)

@@ -136,6 +136,14 @@ class RunSet:
 
     runs: list[Run] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)
+    bench: list[dict[str, Any]] = field(default_factory=list)  # results/bench/*.json of `python -m bench`
+
+    def training_bench(self) -> dict[str, Any] | None:
+        """The benchmark Table 10 reads: the newest on a GPU if there is one, else the newest."""
+        candidates = [b for b in self.bench if b.get("training")]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda b: (b.get("device_type") == "cuda", str(b.get("date", ""))))
 
     def of(self, profile: str) -> list[Run]:
         return [run for run in self.runs if run.profile == profile]
@@ -155,6 +163,8 @@ def majority_profile(runs: RunSet, experiments: Iterable[str]) -> str:
 def load_runs(results: str | Path = "results") -> RunSet:
     """Every `record.json` under `<results>/runs/<experiment>/<run_id>/` (none is fine)."""
     found = RunSet()
+    for path in sorted((Path(results) / "bench").glob("*.json")):
+        found.bench.append(json.loads(path.read_text()))
     runs_root = Path(results) / "runs"
     if not runs_root.is_dir():
         return found

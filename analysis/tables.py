@@ -400,8 +400,23 @@ def table10(runs: RunSet, profile: str) -> Grid:
                 once.append(slot)
             cells.append(b.entry(slot, field_name, reference, decimals=decimals, flops_mark=metric.startswith("top1")))
         rows.append(Row([label], cells))
-    notes = [f"Time and memory rows: measured inside the 1x training runs, on: {_devices(once)}. "
-             "The paper's were measured on its GPU; CPU peak memory is the process's peak RSS."]
+    notes = [f"Inference memory (and time and training memory without a benchmark): measured inside the 1x training "
+             f"runs, on: {_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS."]
+    bench = runs.training_bench()
+    if bench is not None:
+        measured = {row["method"]: row for row in bench["training"] if "error" not in row}
+        for index, (name, field_name, decimals) in ((2, ("Time per epoch (s)", "epoch_s", 2)),
+                                                    (3, ("Peak memory (MB) (training)", "peak_mem_mb_train", 0))):
+            cells = []
+            for method, cell in zip(METHODS, rows[index].cells):
+                value = measured.get(method, {}).get(field_name)
+                paper_value = cell.paper if isinstance(cell, Entry) else None
+                cells.append(Entry(Stat(() if value is None else (float(value),)), paper_value, decimals))
+            rows[index] = Row([f"{name} [bench: {bench['device']}]"], cells)
+        notes.insert(0, f"Rows marked [bench]: `python -m bench` on {bench['device']} ({bench.get('date', '?')[:10]}): "
+                        "the median training step at batch 64 times 782 steps, and the peak training memory "
+                        f"({next(iter(measured.values()), {}).get('memory_kind', '?')}), every method in a fresh "
+                        "process on synthetic CIFAR-100-shaped data.")
     return b.grid("Table 10: training efficiency of the methods (ResNet-50, CIFAR-100, 15 % FLOPs)", [""],
                   ["RST-S", "Depgraph", "OTO v2", "IMP-Refill", "Ours"], rows, notes=notes)
 

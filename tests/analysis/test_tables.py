@@ -377,3 +377,17 @@ def test_records_from_disk_and_cli(tmp_path, capsys):
     assert main(["table", "12"]) == 2 and "no table 12" in capsys.readouterr().err
     assert main(["tables", "--results", str(tmp_path)]) == 0
     assert (tmp_path / "tables" / "table9-smoke.tex").exists() and (tmp_path / "tables" / "table1-paper.md").exists()
+
+
+def test_table10_time_and_memory_rows_from_the_benchmark():
+    runs = in_memory([record("table1", "rst_s", top1=75.0, metrics={"epoch_time_s": 1.0, "peak_mem_mb_infer": 9.0})])
+    bench = {"device": "NVIDIA H100", "device_type": "cuda", "date": "2026-11-21T00:00:00+00:00",
+             "training": [{"method": "rst_s", "epoch_s": 40.0, "peak_mem_mb_train": 4000.0, "memory_kind": "cuda"},
+                          {"method": "s2hpruner", "error": "RuntimeError"}]}
+    cpu = {**bench, "device": "cpu (x86_64)", "device_type": "cpu", "date": "2026-12-01T00:00:00+00:00"}
+    runs.bench = [cpu, bench]  # the GPU's is preferred to a newer CPU one
+    rows = md_rows(build(10, runs, "paper"))
+    assert rows[4][0] == "Time per epoch (s) [bench: NVIDIA H100]" and rows[4][1] == "40.00 (44.50, -4.50)"
+    assert rows[5][0] == "Peak memory (MB) (training) [bench: NVIDIA H100]" and rows[5][1] == "4000 (4329, -329)"
+    assert rows[4][5] == f"{DASH} (50.13)" and rows[6][1] == "9 (1351, -1342)"  # inference memory: the run's
+    assert "Rows marked [bench]: `python -m bench` on NVIDIA H100" in "\n".join(build(10, runs, "paper").footer())

@@ -1,0 +1,129 @@
+"""The cost of one training step of each method (Table 10's time and memory rows).
+
+Every method trains CIFAR ResNet-50 at CIFAR-100's shape (100 classes, 32 px) with the paper's
+CIFAR recipe (`experiments/recipes.yaml`, batch 64) on synthetic batches, built exactly as the
+engine builds a run (`core.engine` pieces, the pruner registry). A step is timed from the
+pruner's `train_step` call to its return (CUDA synchronised); the figure kept is the median of
+the measured steps after warm-up, and an epoch is that times CIFAR-100's 782 steps of 64.
+
+The steps measured are the method's first ones, i.e. its first phase: for S2HPruner, RST-S,
+OTOv2 and IMP-Refill that is the phase that runs the whole network, as most of their epochs do;
+Group-SL's later fine-tuning phase trains an already slimmed network and would be cheaper.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from typing import Any, Iterator
+
+import torch
+
+from core.config import RunConfig, load
+from core.engine import resolve_device
+from core.measure import current_memory_mb, memory_kind, peak_memory_mb, reset_peak_memory
+from core.models import build_model
+from core.pruner import PRUNERS, Pruner, TrainContext
+from core.seeding import seed_everything
+
+CIFAR100_STEPS = 782  # ceil(50,000 / 64)
+BATCH = 64
+METHODS = ("dense", "rst_s", "group_sl", "otov2", "refill", "s2hpruner")
+METHOD_OPTIONS = {"s2hpruner": ["prune.options.mask_rule=expected_width"]}
+
+
+def bench_config(method: str, target: float, device: str) -> RunConfig:
+    """The paper's CIFAR-100 ResNet-50 recipe on synthetic data of the same shape."""
+    from experiments.spec import recipes
+
+    recipe = recipes()["paper"]["cifar100"]["resnet50"]
+    overrides = [f"{key}={value}" for key, value in recipe.items() if not key.startswith("data.")]
+    overrides += ["model.name=resnet50", "data.name=synthetic", "data.options.num_classes=100",
+                  "data.options.image_size=32", f"train.batch_size={BATCH}", f"train.device={device}",
+                  f"prune.method={method}", "progress=false"]
+    if method != "dense":
+        overrides.append(f"prune.flops_target={target}")
+    return load(overrides + METHOD_OPTIONS.get(method, []))
+
+
+def _batches(images: torch.Tensor, labels: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    while True:
+        yield images, labels
+
+
+def build_pruner(cfg: RunConfig, device: torch.device) -> Pruner:
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, 100, 32)
+    images = torch.randn(BATCH, 3, 32, 32, device=device)
+    labels = torch.randint(0, 100, (BATCH,), device=device)
+
+    def train_batches(n: int):
+        batches = _batches(images, labels)
+        return (next(batches) for _ in range(n))
+
+    ctx = TrainContext(cfg, device, CIFAR100_STEPS, 100, 32, run_dir=None, train_batches=train_batches,
+                       test_batches=None)
+    return PRUNERS.get(cfg.prune.method).factory(model.to(device), ctx)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_training(method: str, target: float = 0.15, device_name: str = "auto", warmup: int = 3,
+                     steps: int = 10) -> dict[str, Any]:
+    """Median step time, the epoch it extrapolates to, and the training peak memory above the baseline.
+
+    Inference is measured on exported networks (`bench.inference`): a pruner's network in its
+    first steps is not the one it will export.
+    """
+    device = resolve_device(device_name)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    cfg = bench_config(method, target, device.type)
+    base_mb = current_memory_mb(device)
+    reset_peak_memory(device)
+    pruner = build_pruner(cfg, device)
+    images = torch.randn(BATCH, 3, 32, 32, device=device)
+    labels = torch.randint(0, 100, (BATCH,), device=device)
+    times = []
+    for step in range(warmup + steps):
+        _sync(device)
+        tick = time.perf_counter()
+        pruner.train_step(images, labels, 0, step)
+        _sync(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - tick)
+    train_peak = peak_memory_mb(device) - base_mb
+    del pruner
+    step_s = statistics.median(times)
+    return {
+        "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH,
+        "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s,
+        "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
+        "peak_mem_mb_train": train_peak, "memory_kind": memory_kind(device),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One method's measurement in a process of its own, as JSON on the last line (see bench.cli)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.training")
+    parser.add_argument("method", choices=METHODS)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--target", type=float, default=0.15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args(argv)
+    result = measure_training(args.method, args.target, args.device, args.warmup, args.steps)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
