@@ -1,6 +1,6 @@
 """`python -m bench`: training cost per method and real inference speed-up, into results/bench/.
 
-    python -m bench [--device auto|cpu|cuda] [--steps 10] [--warmup 3] [--methods dense,s2hpruner]
+    python -m bench [--device auto|cpu|cuda] [--steps 5] [--warmup 2] [--methods dense,s2hpruner]
 
 Each method's training steps run in a fresh process: on a CPU the peak resident set is the
 only memory figure, and a process keeps the memory an earlier method freed, so methods measured
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from: " + ", ".join(METHODS))
     parser.add_argument("--target", type=float, default=0.15, help="FLOPs target of the pruning methods")
-    parser.add_argument("--warmup", type=int, default=3, help="training steps before timing")
-    parser.add_argument("--steps", type=int, default=10, help="training steps timed (the median is kept)")
+    parser.add_argument("--warmup", type=int, default=2, help="training steps before timing")
+    parser.add_argument("--steps", type=int, default=5, help="training steps timed (the median is kept)")
     parser.add_argument("--out", default="results/bench", help="folder of the JSON")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "device": env["device"], "device_type": device.type, "threads": torch.get_num_threads(),
         "env": env, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "setup": {"model": "resnet50 (CIFAR stem)", "classes": 100, "image_size": 32, "batch": 64,
+        "setup": {"model": "resnet50 (CIFAR stem, width 1.0)", "classes": 100, "image_size": 32, "batch": 64,
                   "steps_per_epoch": 782, "recipe": "paper cifar100/resnet50", "flops_target": args.target,
                   "warmup_steps": args.warmup, "measured_steps": args.steps},
         "training": training, "inference": inference, "wall_s": time.perf_counter() - started,

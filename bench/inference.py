@@ -41,9 +41,9 @@ def uniform_widths(flops: FlopsModel, sizes: list[int], target: float) -> list[i
     return min((widths(low), widths(high)), key=lambda w: abs(float(flops.ratio(w)) - target))
 
 
-def networks(targets: tuple[float, ...] = TARGETS) -> dict[str, nn.Module]:
-    """The dense CIFAR ResNet-50 and its uniformly slimmed copies, by name."""
-    cfg = load(["model.name=resnet50", "data.name=synthetic", "data.options.num_classes=100",
+def networks(targets: tuple[float, ...] = TARGETS, width: float = 1.0) -> dict[str, nn.Module]:
+    """The dense CIFAR ResNet-50 (full width: the paper's) and its uniformly slimmed copies, by name."""
+    cfg = load(["model.name=resnet50", f"model.width={width}", "data.name=synthetic", "data.options.num_classes=100",
                 "data.options.image_size=32"])
     torch.manual_seed(0)
     dense = build_model(cfg.model, 100, 32).eval()

@@ -33,13 +33,13 @@ METHODS = ("dense", "rst_s", "group_sl", "otov2", "refill", "s2hpruner")
 METHOD_OPTIONS = {"s2hpruner": ["prune.options.mask_rule=expected_width"]}
 
 
-def bench_config(method: str, target: float, device: str) -> RunConfig:
-    """The paper's CIFAR-100 ResNet-50 recipe on synthetic data of the same shape."""
+def bench_config(method: str, target: float, device: str, width: float = 1.0) -> RunConfig:
+    """The paper's CIFAR-100 ResNet-50 recipe (the full-width network) on synthetic data of its shape."""
     from experiments.spec import recipes
 
     recipe = recipes()["paper"]["cifar100"]["resnet50"]
     overrides = [f"{key}={value}" for key, value in recipe.items() if not key.startswith("data.")]
-    overrides += ["model.name=resnet50", "data.name=synthetic", "data.options.num_classes=100",
+    overrides += ["model.name=resnet50", f"model.width={width}", "data.name=synthetic", "data.options.num_classes=100",
                   "data.options.image_size=32", f"train.batch_size={BATCH}", f"train.device={device}",
                   f"prune.method={method}", "progress=false"]
     if method != "dense":
@@ -72,8 +72,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_training(method: str, target: float = 0.15, device_name: str = "auto", warmup: int = 3,
-                     steps: int = 10) -> dict[str, Any]:
+def measure_training(method: str, target: float = 0.15, device_name: str = "auto", warmup: int = 2,
+                     steps: int = 5, width: float = 1.0) -> dict[str, Any]:
     """Median step time, the epoch it extrapolates to, and the training peak memory above the baseline.
 
     Inference is measured on exported networks (`bench.inference`): a pruner's network in its
@@ -83,7 +83,7 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    cfg = bench_config(method, target, device.type)
+    cfg = bench_config(method, target, device.type, width)
     base_mb = current_memory_mb(device)
     reset_peak_memory(device)
     pruner = build_pruner(cfg, device)
@@ -101,7 +101,7 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     del pruner
     step_s = statistics.median(times)
     return {
-        "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH,
+        "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH, "width": width,
         "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s,
         "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
         "peak_mem_mb_train": train_peak, "memory_kind": memory_kind(device),
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("method", choices=METHODS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--target", type=float, default=0.15)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args(argv)
     result = measure_training(args.method, args.target, args.device, args.warmup, args.steps)
     print(json.dumps(result))
