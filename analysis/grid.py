@@ -156,12 +156,7 @@ class Grid:
 
     def entries(self) -> list[tuple[str, str, Entry]]:
         """(row label, column label, entry) for every entry, headers' dense entries first."""
-        out: list[tuple[str, str, Entry]] = []
-        start = 0
-        for group in self.groups:
-            if group.entry is not None:
-                out.append(("dense", group.label, group.entry))
-            start += group.span
+        out = [("dense", group.label, group.entry) for group in self.groups if group.entry is not None]
         for row in self.rows:
             label = " ".join(row.labels)
             for index, cell in enumerate(row.cells):
