@@ -52,6 +52,12 @@ def achieved_ratio(run: Run) -> float | None:
     return run.metric("flops_ratio_prunable" if scope == "prunable" else "flops_ratio")
 
 
+def _flops_percent(run: Run) -> float | None:
+    """The exported network's FLOPs in % of the dense network's (Tables 4 and 9 print these)."""
+    ratio = run.metric("flops_ratio")
+    return None if ratio is None else 100 * ratio
+
+
 # ----------------------------------------------------------------------------- cells and runs
 
 
@@ -208,7 +214,7 @@ def table4(runs: RunSet, profile: str) -> Grid:
         pruned = b.entry(slot, "top1", numbers[1], flops_mark=True)
         drop = b.entry(slot, lambda r: None if dense_top1 is None or r.metric("top1") is None
                        else dense_top1 - r.metric("top1"), numbers[2])
-        flops = b.entry(slot, lambda r: None if (x := r.metric("flops_ratio")) is None else 100 * x, numbers[3])
+        flops = b.entry(slot, _flops_percent, numbers[3])
         epochs = b.entry(slot, lambda r: r.option("train.epochs"), numbers[4], decimals=0)
         extra = b.entry(slot, lambda r: 0.0 if r.option("prune.options.init_from") is None else None, numbers[5],
                         decimals=0)
@@ -346,8 +352,7 @@ def table9(runs: RunSet, profile: str) -> Grid:
     for seed, row in enumerate(paper_rows):
         slot = b.slot(seed, f"table9 #{seed + 1}", 0.15)
         top1_cells.append(b.entry(slot, "top1", paper.number(row["top1"]), flops_mark=True))
-        flops_cells.append(b.entry(slot, lambda r: None if (x := r.metric("flops_ratio")) is None else 100 * x,
-                                   paper.number(row["flops_percent"])))
+        flops_cells.append(b.entry(slot, _flops_percent, paper.number(row["flops_percent"])))
         means_top1.append(top1_cells[-1].ours.mean)  # type: ignore[union-attr]
         means_flops.append(flops_cells[-1].ours.mean)  # type: ignore[union-attr]
     paper_top1 = [float(r["top1"]) for r in paper_rows]

@@ -19,6 +19,7 @@ import torch.nn as nn
 from core.config import load
 from core.groups import FlopsModel, groups_for_run, prefix_mask, slim
 from core.measure import count_flops
+from bench.training import synchronize
 from core.models import build_model
 
 TARGETS = (0.15, 0.35, 0.55)
@@ -57,20 +58,15 @@ def networks(targets: tuple[float, ...] = TARGETS, width: float = 1.0) -> dict[s
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def latency_s(network: nn.Module, batch: int, device: torch.device, warmup: int = 3, repeats: int = 10) -> float:
     images = torch.randn(batch, 3, 32, 32, device=device)
     times = []
     with torch.no_grad():
         for index in range(warmup + repeats):
-            _sync(device)
+            synchronize(device)
             tick = time.perf_counter()
             network(images)
-            _sync(device)
+            synchronize(device)
             if index >= warmup:
                 times.append(time.perf_counter() - tick)
     return statistics.median(times)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -47,27 +47,16 @@ def bench_config(method: str, target: float, device: str, width: float = 1.0) ->
     return load(overrides + METHOD_OPTIONS.get(method, []))
 
 
-def _batches(images: torch.Tensor, labels: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    while True:
-        yield images, labels
-
-
-def build_pruner(cfg: RunConfig, device: torch.device) -> Pruner:
+def build_pruner(cfg: RunConfig, device: torch.device, images: torch.Tensor, labels: torch.Tensor) -> Pruner:
+    """The run's pruner as the engine builds it; its own batches (BN recalibration) are the timed batch."""
     seed_everything(cfg.seed)
     model = build_model(cfg.model, 100, 32)
-    images = torch.randn(BATCH, 3, 32, 32, device=device)
-    labels = torch.randint(0, 100, (BATCH,), device=device)
-
-    def train_batches(n: int):
-        batches = _batches(images, labels)
-        return (next(batches) for _ in range(n))
-
-    ctx = TrainContext(cfg, device, CIFAR100_STEPS, 100, 32, run_dir=None, train_batches=train_batches,
-                       test_batches=None)
+    ctx = TrainContext(cfg, device, CIFAR100_STEPS, 100, 32, run_dir=None,
+                       train_batches=lambda n: ((images, labels) for _ in range(n)), test_batches=None)
     return PRUNERS.get(cfg.prune.method).factory(model.to(device), ctx)
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -86,15 +75,15 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     cfg = bench_config(method, target, device.type, width)
     base_mb = current_memory_mb(device)
     reset_peak_memory(device)
-    pruner = build_pruner(cfg, device)
     images = torch.randn(BATCH, 3, 32, 32, device=device)
     labels = torch.randint(0, 100, (BATCH,), device=device)
+    pruner = build_pruner(cfg, device, images, labels)
     times = []
     for step in range(warmup + steps):
-        _sync(device)
+        synchronize(device)
         tick = time.perf_counter()
         pruner.train_step(images, labels, 0, step)
-        _sync(device)
+        synchronize(device)
         if step >= warmup:
             times.append(time.perf_counter() - tick)
     train_peak = peak_memory_mb(device) - base_mb
