@@ -375,15 +375,31 @@ def _devices(slots: list[Slot]) -> str:
     return "; ".join(f"{kind} ({n} runs)" for kind, n in sorted(kinds.items())) or "no runs yet"
 
 
-def table10(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
-        if run.model != "resnet50" or _target(run.flops_target) != 0.15 or run.method not in METHODS:
-            return None
-        if run.method == "s2hpruner" and not _standard_s2h(run):
-            return None
-        return ("1x" if run.experiment == "table1" else "2x", run.method)
+def table10_cell(run: Run) -> tuple[str, str] | None:
+    """Table 10's (schedule, method) of a run of its sources, or None (`python -m bench` picks its runs so)."""
+    if run.model != "resnet50" or _target(run.flops_target) != 0.15 or run.method not in METHODS:
+        return None
+    if run.method == "s2hpruner" and not _standard_s2h(run):
+        return None
+    return ("1x" if run.experiment == "table1" else "2x", run.method)
 
-    b = Builder(10, runs, profile, key)
+
+def table10_exports(runs: RunSet) -> list[Run]:
+    """The finished runs of Table 10's 1x column, every profile: whose exported networks `make bench` measures."""
+    return [run for run in runs.runs
+            if run.done and run.experiment in SOURCES[10] and (table10_cell(run) or ("",))[0] == "1x"]
+
+
+def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: int) -> Row:
+    """`row` with its cells replaced by benchmark values, each beside the paper's number it had."""
+    cells: list[Entry | str] = []
+    for cell, measured in zip(row.cells, values):
+        cells.append(Entry(Stat(measured), cell.paper if isinstance(cell, Entry) else None, decimals))
+    return Row([label], cells)
+
+
+def table10(runs: RunSet, profile: str) -> Grid:
+    b = Builder(10, runs, profile, table10_cell)
     metrics = [("top1_1x", "Top-1 Acc (%) (1x training schedule)", "top1", 2),
                ("top1_2x", "Top-1 Acc (%) (2x training schedule)", "top1", 2),
                ("gpu_time_per_epoch_s", "Time per epoch (s)", "epoch_time_s", 2),
@@ -405,23 +421,37 @@ def table10(runs: RunSet, profile: str) -> Grid:
                 once.append(slot)
             cells.append(b.entry(slot, field_name, reference, decimals=decimals, flops_mark=metric.startswith("top1")))
         rows.append(Row([label], cells))
-    notes = [f"Inference memory (and time and training memory without a benchmark): measured inside the 1x training "
-             f"runs, on: {_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS."]
     bench = runs.training_bench()
+    exported = {row["run_id"]: row for row in (bench or {}).get("exported", []) if "error" not in row}
+    benched = [[exported[run.run_id] for run in slot.done if run.run_id in exported] for slot in once]
+    from_runs = [what for what, used in (("time and training memory", bench is None),
+                                         ("inference memory", not any(benched))) if used]
+    notes = []
+    if from_runs:
+        notes.append(f"{' and '.join(from_runs).capitalize()}: measured inside the 1x training runs, on: "
+                     f"{_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS.")
     if bench is not None:
         measured = {row["method"]: row for row in bench["training"] if "error" not in row}
+        device = f"[bench: {bench['device']}]"
         for index, (name, field_name, decimals) in ((2, ("Time per epoch (s)", "epoch_s", 2)),
                                                     (3, ("Peak memory (MB) (training)", "peak_mem_mb_train", 0))):
-            cells = []
-            for method, cell in zip(METHODS, rows[index].cells):
-                value = measured.get(method, {}).get(field_name)
-                paper_value = cell.paper if isinstance(cell, Entry) else None
-                cells.append(Entry(Stat(() if value is None else (float(value),)), paper_value, decimals))
-            rows[index] = Row([f"{name} [bench: {bench['device']}]"], cells)
+            values = [measured.get(method, {}).get(field_name) for method in METHODS]
+            rows[index] = _bench_row(f"{name} {device}", rows[index], [() if v is None else (float(v),) for v in values],
+                                     decimals)
         notes.insert(0, f"Rows marked [bench]: `python -m bench` on {bench['device']} ({bench.get('date', '?')[:10]}): "
                         "the median training step at batch 64 times 782 steps, and the peak training memory "
                         f"({next(iter(measured.values()), {}).get('memory_kind', '?')}), every method in a fresh "
                         "process on synthetic CIFAR-100-shaped data.")
+    if any(benched):
+        rows[4] = _bench_row(f"Peak memory (MB) (inference) {device}", rows[4],
+                             [tuple(row["peak_mem_mb_infer"] for row in found) for found in benched], 0)
+        kinds = sorted({str(row.get("memory_kind", "?")) for found in benched for row in found})
+        unmeasured = [f"{slot.description} {run.run_id}" for slot in once for run in slot.done
+                      if run.run_id not in exported]
+        notes.insert(1, "Inference memory [bench]: the peak of one forward pass at batch 64 of each 1x run's "
+                        f"exported pruned.pt, its own tensors included ({', '.join(kinds)}), in a fresh process."
+                        + (f" Not in the benchmark (run `make bench` again): {'; '.join(unmeasured)}."
+                           if unmeasured else ""))
     return b.grid("Table 10: training efficiency of the methods (ResNet-50, CIFAR-100, 15 % FLOPs)", [""],
                   ["RST-S", "Depgraph", "OTO v2", "IMP-Refill", "Ours"], rows, notes=notes)
 

@@ -1,12 +1,18 @@
-"""`python -m bench`: training cost per method and real inference speed-up, into results/bench/.
+"""`python -m bench`: training cost per method and real inference speed and memory, into results/bench/.
 
-    python -m bench [--device auto|cpu|cuda] [--steps 5] [--warmup 2] [--methods dense,s2hpruner]
+    python -m bench [--device auto|cpu|cuda] [--methods dense,s2hpruner] [--runs table10|all|none]
 
-Each method's training steps run in a fresh process: on a CPU the peak resident set is the
-only memory figure, and a process keeps the memory an earlier method freed, so methods measured
-one after another in one process would not be comparable. Inference latency runs in this
-process. The JSON (`results/bench/<device>.json`) holds the device, library versions, date and
-every figure; `python -m analysis table 10` reads its time and training-memory rows from it.
+Every measurement runs in a fresh process: on a CPU the peak resident set is the only memory
+figure, and a process keeps the memory an earlier network freed, so networks measured one after
+another in one process would not be comparable.
+
+- Training (`bench.training`): each method's step on CIFAR ResNet-50 at batch 64.
+- Inference (`bench.inference`): the dense network and uniform slims at 15/35/55 % FLOPs, then
+  the exported `pruned.pt` of finished runs (`--runs`: by default those of Table 10's 1x column,
+  i.e. Table 1's ResNet-50 runs at 15 %), each against the dense network of its own config.
+
+The JSON (`results/bench/<device>.json`) holds the device, library versions, date and every
+figure; `python -m analysis table 10` reads its time and memory rows from it.
 """
 
 from __future__ import annotations
@@ -27,24 +33,66 @@ from tqdm import tqdm
 from core.engine import resolve_device
 from core.env import environment
 
+RUN_CHOICES = ("table10", "all", "none")
+
 
 def device_slug(env: dict[str, Any]) -> str:
     """`cpu-x86_64`, `nvidia-h100-80gb-hbm3`: the file name of a device's results."""
     return re.sub(r"[^a-z0-9]+", "-", str(env["device"]).lower()).strip("-")
 
 
-def _training(method: str, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.training", method, "--device", args.device, "--warmup", str(args.warmup),
-               "--steps", str(args.steps), "--target", str(args.target)]
-    done = subprocess.run(command, capture_output=True, text=True)
+def in_fresh_process(module: str, args: list[str]) -> dict[str, Any]:
+    """`python -m module args`: the JSON on its last line, or {"error": its last line of stderr}."""
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
     if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"method": method, "error": tail}
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def exported_runs(results: str | Path, which: str) -> list[Any]:
+    """The finished runs whose `pruned.pt` the benchmark measures (`--runs`)."""
+    from analysis.records import load_runs
+    from analysis.tables import table10_exports
+
+    if which == "none":
+        return []
+    runs = load_runs(results)
+    chosen = table10_exports(runs) if which == "table10" else [run for run in runs.runs if run.done]
+    return [run for run in chosen if run.path is not None and (run.path / "pruned.pt").exists()]
+
+
+def reference_key(folder: Path) -> str:
+    """What a run's dense reference depends on: the model config and the data's shape."""
+    from bench.inference import run_config, run_shape
+    from core.config import to_dict
+
+    cfg = run_config(folder)
+    return json.dumps([to_dict(cfg)["model"], *run_shape(cfg)], sort_keys=True)
+
+
+def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each run's exported network against the dense network of its config (measured once per config)."""
+    from bench.inference import relative_to
+
+    references: dict[str, dict[str, Any]] = {}
+    dense_rows, rows = [], []
+    for run in runs:
+        key = reference_key(run.path)
+        if key not in references:
+            references[key] = in_fresh_process("bench.inference", [f"dense:{run.path}", "--device", device])
+            dense_rows.append(references[key])
+            progress.update()
+        row = in_fresh_process("bench.inference", [f"run:{run.path}", "--device", device])
+        progress.update()
+        row.update(run_id=run.run_id, experiment=run.experiment, profile=run.profile, method=run.method,
+                   model=run.model, flops_target=run.flops_target, flops_ratio_record=run.metric("flops_ratio"))
+        dense = references[key]
+        rows.append(relative_to(row, dense) if "error" not in row and "error" not in dense else row)
+    return dense_rows, rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    from bench.inference import measure_inference
+    from bench.inference import TARGETS, relative_to
     from bench.training import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
@@ -53,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.15, help="FLOPs target of the pruning methods")
     parser.add_argument("--warmup", type=int, default=2, help="training steps before timing")
     parser.add_argument("--steps", type=int, default=5, help="training steps timed (the median is kept)")
+    parser.add_argument("--runs", default="table10", choices=RUN_CHOICES,
+                        help="exported networks to measure: Table 10's 1x runs, every finished run, or none")
+    parser.add_argument("--results", default="results", help="folder of the runs (results/runs/...)")
     parser.add_argument("--out", default="results/bench", help="folder of the JSON")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
@@ -63,26 +114,50 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     env = environment(device)
     started = time.perf_counter()
-    training = [_training(m, args) for m in tqdm(methods, desc="training steps", unit="method")]
+
+    training = []
+    for method in tqdm(methods, desc="training steps", unit="method"):
+        row = in_fresh_process("bench.training", [method, "--device", device.type, "--warmup", str(args.warmup),
+                                                  "--steps", str(args.steps), "--target", str(args.target)])
+        training.append({"method": method, **row})
     dense = next((r for r in training if r["method"] == "dense" and "error" not in r), None)
     for row in training:
         if dense is not None and "error" not in row:
             row["step_ratio_vs_dense"] = row["step_s_median"] / dense["step_s_median"]
-    print("inference latency of dense and slimmed networks ...", flush=True)
-    inference = measure_inference(device)
+
+    runs = exported_runs(args.results, args.runs)
+    subjects = ["dense"] + [f"uniform:{target}" for target in TARGETS]
+    progress = tqdm(total=len(subjects) + 2 * len(runs), desc="inference", unit="network")
+    measured = []
+    for subject in subjects:
+        measured.append(in_fresh_process("bench.inference", [subject, "--device", device.type]))
+        progress.update()
+    base = measured[0]
+    inference = [row if "error" in row or "error" in base else relative_to(row, base) for row in measured]
+    exported_dense, exported = measure_exports(runs, device.type, progress)
+    progress.close()
+
     result = {
         "device": env["device"], "device_type": device.type, "threads": torch.get_num_threads(),
         "env": env, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "setup": {"model": "resnet50 (CIFAR stem, width 1.0)", "classes": 100, "image_size": 32, "batch": 64,
                   "steps_per_epoch": 782, "recipe": "paper cifar100/resnet50", "flops_target": args.target,
-                  "warmup_steps": args.warmup, "measured_steps": args.steps},
-        "training": training, "inference": inference, "wall_s": time.perf_counter() - started,
+                  "warmup_steps": args.warmup, "measured_steps": args.steps, "runs": args.runs},
+        "training": training, "inference": inference, "exported_dense": exported_dense, "exported": exported,
+        "wall_s": time.perf_counter() - started,
     }
     out = Path(args.out) / f"{device_slug(env)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{env['device']}: training step at batch 64 (median of {args.steps}), one CIFAR-100 epoch = 782 steps")
-    for row in training:
+    print_summary(result, args.steps)
+    print(f"wrote {out} ({result['wall_s']:.0f} s)")
+    failed = [row for row in training + inference + exported_dense + exported if "error" in row]
+    return 1 if failed else 0
+
+
+def print_summary(result: dict[str, Any], steps: int) -> None:
+    print(f"\n{result['device']}: training step at batch 64 (median of {steps}), one CIFAR-100 epoch = 782 steps")
+    for row in result["training"]:
         if "error" in row:
             print(f"  {row['method']:<10} failed: {row['error']}")
             continue
@@ -90,9 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {row['method']:<10} {row['step_s_median'] * 1000:8.1f} ms/step  {row['epoch_s']:8.1f} s/epoch  "
               f"{'' if ratio is None else f'{ratio:5.2f}x dense'}  peak {row['peak_mem_mb_train']:7.0f} MB "
               f"({row['memory_kind']})")
-    print("inference (median latency; speed-up over dense beside the FLOPs ratio)")
-    for row in inference:
-        print(f"  {row['network']:<11} FLOPs {row['flops_ratio']:6.3f}  batch 1: {row['latency_ms_b1']:7.2f} ms "
-              f"({row['speedup_b1']:4.2f}x)  batch 64: {row['latency_ms_b64']:8.2f} ms ({row['speedup_b64']:4.2f}x)")
-    print(f"wrote {out} ({result['wall_s']:.0f} s)")
-    return 1 if any("error" in row for row in training) else 0
+        if row.get("phase_s_mean"):
+            phases = row["phase_s_mean"]
+            parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items()]
+            rest = row["step_s_median"] - sum(phases.values())
+            print(f"  {'':<10} phases (ms): {', '.join(parts)}, the rest (optimizers, hooks) {rest * 1000:.0f}")
+    print("inference (median latency, speed-up over dense beside the FLOPs ratio; memory at batch 64)")
+    for row in result["inference"] + result["exported"]:
+        name = row["network"] if "run_id" not in row else f"{row['profile']} {row['method']} {row['run_id']}"
+        if "error" in row:
+            print(f"  {name} failed: {row['error']}")
+            continue
+        if "flops_ratio" not in row:
+            print(f"  {name}: {row['peak_mem_mb_infer']:.0f} MB (its dense reference failed)")
+            continue
+        print(f"  {name:<14} FLOPs {row['flops_ratio']:6.3f}  batch 1: {row['latency_ms_b1']:7.2f} ms "
+              f"({row['speedup_b1']:4.2f}x)  batch 64: {row['latency_ms_b64']:8.2f} ms ({row['speedup_b64']:4.2f}x)  "
+              f"memory {row['peak_mem_mb_infer']:6.0f} MB")

@@ -9,6 +9,10 @@ the measured steps after warm-up, and an epoch is that times CIFAR-100's 782 ste
 The steps measured are the method's first ones, i.e. its first phase: for S2HPruner, RST-S,
 OTOv2 and IMP-Refill that is the phase that runs the whole network, as most of their epochs do;
 Group-SL's later fine-tuning phase trains an already slimmed network and would be cheaper.
+
+For S2HPruner the row also splits a step into the phases of Algorithm 1 (`phase_s_mean`: the
+soft and hard forward passes, the three backward passes, the gradients' combination; the rest
+of the step is the optimizers), to show what its cost over dense is made of.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from core.measure import current_memory_mb, memory_kind, peak_memory_mb, reset_p
 from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
 from core.seeding import seed_everything
+from method.algorithm import S2HState
 
 CIFAR100_STEPS = 782  # ceil(50,000 / 64)
 BATCH = 64
@@ -78,8 +83,14 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     images = torch.randn(BATCH, 3, 32, 32, device=device)
     labels = torch.randint(0, 100, (BATCH,), device=device)
     pruner = build_pruner(cfg, device, images, labels)
+    state = getattr(pruner, "state", None)
+    phased = state if isinstance(state, S2HState) else None
+    if phased is not None and device.type == "cpu":  # timing phases costs nothing without CUDA to synchronise
+        phased.phase_times = {}
     times = []
     for step in range(warmup + steps):
+        if step == warmup and phased is not None and phased.phase_times is not None:
+            phased.phase_times = {}  # the timed steps' phases only
         synchronize(device)
         tick = time.perf_counter()
         pruner.train_step(images, labels, 0, step)
@@ -87,14 +98,22 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
         if step >= warmup:
             times.append(time.perf_counter() - tick)
     train_peak = peak_memory_mb(device) - base_mb
-    del pruner
     step_s = statistics.median(times)
-    return {
+    row = {
         "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH, "width": width,
         "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s,
         "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
         "peak_mem_mb_train": train_peak, "memory_kind": memory_kind(device),
     }
+    if phased is not None:
+        if phased.phase_times is None:  # on a GPU: more steps, synchronised between phases, apart from the timed ones
+            phased.phase_times = {}
+            for step in range(warmup + steps, warmup + 2 * steps):
+                pruner.train_step(images, labels, 0, step)
+            synchronize(device)
+        row["phase_s_mean"] = {name: seconds / steps for name, seconds in phased.phase_times.items()}
+    del pruner
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:

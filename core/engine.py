@@ -45,9 +45,9 @@ from core.errors import ConfigError
 from core.measure import (
     count_flops,
     count_params,
-    current_memory_mb,
     eval_mode,
     memory_kind,
+    MemoryPeak,
     peak_memory_mb,
     reset_peak_memory,
     tensor_mb,
@@ -437,10 +437,9 @@ class _Training:
                     metrics[key.removeprefix("test_")] = value
         if exported is not None:
             exported = exported.to(self.device)
-            base_mb = current_memory_mb(self.device)
-            reset_peak_memory(self.device)
-            metrics["top1"] = evaluate(exported, self.data, self.device, cfg.progress, "eval export")
-            metrics["peak_mem_mb_infer"] = peak_memory_mb(self.device) - base_mb + tensor_mb(exported)
+            with MemoryPeak(self.device) as peak:
+                metrics["top1"] = evaluate(exported, self.data, self.device, cfg.progress, "eval export")
+            metrics["peak_mem_mb_infer"] = peak.extra_mb + tensor_mb(exported)
             flops = count_flops(exported, self.data.image_size)
             metrics.update(
                 flops=flops,

@@ -114,3 +114,25 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     peak = _proc_status_mb("VmHWM")
     return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MemoryPeak:
+    """What a block of code takes at its peak above the memory in use when it began.
+
+    `with MemoryPeak(device) as peak: ...` then `peak.extra_mb`: the CUDA allocator's peak, or
+    on a CPU the resident set's high-water mark (reset on entry), minus the memory in use at
+    entry. A network already in memory is in that baseline; add `tensor_mb` to count it.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base_mb = 0.0
+        self.extra_mb = 0.0
+
+    def __enter__(self) -> "MemoryPeak":
+        self.base_mb = current_memory_mb(self.device)
+        reset_peak_memory(self.device)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.extra_mb = peak_memory_mb(self.device) - self.base_mb

@@ -19,8 +19,10 @@ terms can be switched off. G(sg(y_h), y_s) reaches theta only when g_g_soft_thet
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -102,6 +104,9 @@ class S2HState(nn.Module):
         default_l, default_g = (1.0, 1.0) if transformer else (0.5, 5.0)
         self.coef_l = options.coef_l_theta if options.coef_l_theta is not None else default_l
         self.coef_g = options.coef_g_theta if options.coef_g_theta is not None else default_g
+        # Seconds per phase of `gradients`, summed over calls, when set to a dict (`make bench` sets
+        # it to show where a step's time goes); None, the default, times nothing.
+        self.phase_times: dict[str, float] | None = None
 
     # ----------------------------------------------------------------------------- networks
 
@@ -136,6 +141,20 @@ class S2HState(nn.Module):
 
     # ----------------------------------------------------------------------------- one step
 
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        if self.phase_times is None:
+            yield
+            return
+        cuda = torch.cuda.is_initialized()  # the phases' kernels finish inside their phase
+        if cuda:
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        yield
+        if cuda:
+            torch.cuda.synchronize()
+        self.phase_times[name] = self.phase_times.get(name, 0.0) + time.perf_counter() - tick
+
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
 
@@ -143,12 +162,14 @@ class S2HState(nn.Module):
         """One step's gradients for the weights and the mask logits (nothing is updated)."""
         o = self.options
         theta, u = self.weights(), self.logits_params()
-        keep = self.masks.position_keep()
-        soft = self.masks._to_units(keep)
-        y_s = self.forward_masked(x, soft)
-        loss_soft = self._ce(y_s, y)
-        r = self.resource_loss()
-        g_r = _fill(torch.autograd.grad(r, u, allow_unused=True), u)
+        with self._phase("soft_forward"):
+            keep = self.masks.position_keep()
+            soft = self.masks._to_units(keep)
+            y_s = self.forward_masked(x, soft)
+            loss_soft = self._ce(y_s, y)
+        with self._phase("resource"):
+            r = self.resource_loss()
+            g_r = _fill(torch.autograd.grad(r, u, allow_unused=True), u)
         parts = {"loss_soft": loss_soft.item(), "resource": r.item()}
 
         if o.formulation == "soft_only":
@@ -157,8 +178,9 @@ class S2HState(nn.Module):
             g_u = balance(_fill(g_lu, u) if o.g_l_w else None, None, g_r, o.coef_r, o.balance)
             return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
-        hard = self.masks._to_units(self.masks.hard_positions(keep))
-        y_h = self.forward_masked(x, hard)
+        with self._phase("hard_forward"):
+            hard = self.masks._to_units(self.masks.hard_positions(keep))
+            y_h = self.forward_masked(x, hard)
 
         if o.formulation in ("alt1", "alt2"):
             g_lu = torch.autograd.grad(loss_soft, u, allow_unused=True) if o.g_l_w else None
@@ -179,24 +201,28 @@ class S2HState(nn.Module):
         d2 = gap(y_h.detach(), y_s)
         parts["gap"] = d1.item()
         wants_l = (theta if o.g_l_theta else []) + (u if o.g_l_w else [])
-        g_l = torch.autograd.grad(loss_soft, wants_l, retain_graph=True, allow_unused=True) if wants_l else ()
+        with self._phase("backward_soft_loss"):  # L -> theta and u, through the soft network
+            g_l = torch.autograd.grad(loss_soft, wants_l, retain_graph=True, allow_unused=True) if wants_l else ()
         g_l_theta = list(g_l[: len(theta)]) if o.g_l_theta else None
         g_l_u = list(g_l[len(theta) if o.g_l_theta else 0:]) if o.g_l_w else None
-        g_d1 = list(torch.autograd.grad(d1, theta, allow_unused=True)) if o.g_g_hard_theta else None
+        with self._phase("backward_gap_hard"):  # G(y_h, sg(y_s)) -> theta, through the hard network
+            g_d1 = list(torch.autograd.grad(d1, theta, allow_unused=True)) if o.g_g_hard_theta else None
         wants_d2 = (u if o.g_g_w else []) + (theta if o.g_g_soft_theta else [])
-        g_d2 = torch.autograd.grad(d2, wants_d2, allow_unused=True) if wants_d2 else ()
+        with self._phase("backward_gap_soft"):  # G(sg(y_h), y_s) -> u, through the soft network again
+            g_d2 = torch.autograd.grad(d2, wants_d2, allow_unused=True) if wants_d2 else ()
         g_d2_u = list(g_d2[: len(u)]) if o.g_g_w else None
         g_d2_theta = list(g_d2[len(u) if o.g_g_w else 0:]) if o.g_g_soft_theta else None
 
-        g_theta: list[torch.Tensor | None] = []
-        for i, p in enumerate(theta):
-            total = None
-            for coef, term in ((self.coef_l, g_l_theta), (self.coef_g, g_d1), (self.coef_g, g_d2_theta)):
-                if term is not None and term[i] is not None:
-                    total = coef * term[i] if total is None else total + coef * term[i]
-            g_theta.append(total)
-        g_u = balance(_fill(g_l_u, u) if g_l_u is not None else None, _fill(g_d2_u, u) if g_d2_u is not None else None,
-                      g_r, o.coef_r, o.balance)
+        with self._phase("combine"):  # theta's weighted sum and A4's balance of u's gradients
+            g_theta: list[torch.Tensor | None] = []
+            for i, p in enumerate(theta):
+                total = None
+                for coef, term in ((self.coef_l, g_l_theta), (self.coef_g, g_d1), (self.coef_g, g_d2_theta)):
+                    if term is not None and term[i] is not None:
+                        total = coef * term[i] if total is None else total + coef * term[i]
+                g_theta.append(total)
+            g_u = balance(_fill(g_l_u, u) if g_l_u is not None else None,
+                          _fill(g_d2_u, u) if g_d2_u is not None else None, g_r, o.coef_r, o.balance)
         return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
     def apply(self, grads: Gradients) -> None:

@@ -391,3 +391,27 @@ def test_table10_time_and_memory_rows_from_the_benchmark():
     assert rows[5][0] == "Peak memory (MB) (training) [bench: NVIDIA H100]" and rows[5][1] == "4000 (4329, -329)"
     assert rows[4][5] == f"{DASH} (50.13)" and rows[6][1] == "9 (1351, -1342)"  # inference memory: the run's
     assert "Rows marked [bench]: `python -m bench` on NVIDIA H100" in "\n".join(build(10, runs, "paper").footer())
+
+
+def test_table10_inference_memory_from_the_benchmarked_exports():
+    measured = record("table1", "rst_s", top1=75.0, metrics={"peak_mem_mb_infer": 9.0})
+    unmeasured = record("table1", "refill", top1=75.0, metrics={"peak_mem_mb_infer": 7.0})
+    runs = in_memory([measured, unmeasured])
+    bench = {"device": "cpu (x86_64)", "device_type": "cpu", "date": "2026-11-21T00:00:00+00:00",
+             "training": [{"method": "rst_s", "epoch_s": 40.0, "peak_mem_mb_train": 4000.0, "memory_kind": "cpu"}],
+             "exported": [{"run_id": measured["run_id"], "peak_mem_mb_infer": 1200.0, "memory_kind": "cpu_tensor_peak"},
+                          {"run_id": "another", "peak_mem_mb_infer": 5.0}]}
+    runs.bench = [bench]
+    grid = build(10, runs, "paper")
+    rows = md_rows(grid)
+    assert rows[6][0] == "Peak memory (MB) (inference) [bench: cpu (x86_64)]"
+    assert rows[6][1] == "1200 (1351, -151)" and rows[6][4] == f"{DASH} (1329)"  # never the run's own 7 MB
+    footer = "\n".join(grid.footer())
+    assert "Inference memory [bench]: the peak of one forward pass at batch 64 of each 1x run's exported " \
+           "pruned.pt, its own tensors included (cpu_tensor_peak)" in footer
+    assert f"Not in the benchmark (run `make bench` again): table1 resnet50 refill 15% (1x schedule) {unmeasured['run_id']}" in footer
+    assert "measured inside the 1x training runs" not in footer  # every row came from the benchmark
+    runs.bench = [{**bench, "exported": []}]  # no export measured: the runs' own figure, said so
+    rows = md_rows(build(10, runs, "paper"))
+    assert rows[6][0] == "Peak memory (MB) (inference)" and rows[6][1] == "9 (1351, -1342)"
+    assert "Inference memory: measured inside the 1x training runs" in "\n".join(build(10, runs, "paper").footer())

@@ -1,14 +1,16 @@
-"""The benchmark's pieces: slimmed networks at their FLOPs, a measured step, the JSON's name."""
+"""The benchmark's pieces: slimmed networks at their FLOPs, a measured step, exported runs, the JSON's name."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn as nn
+from tqdm import tqdm
 
-from bench.cli import device_slug
-from bench.inference import networks
+from bench.cli import device_slug, exported_runs, measure_exports
+from bench.inference import inference_memory_mb, measure_network, networks
 from bench.training import measure_training
-from core.measure import count_flops
+from core.measure import count_flops, tensor_mb
 
 
 def test_uniformly_slimmed_networks_keep_their_flops():
@@ -27,8 +29,66 @@ def test_a_measured_training_step(method):
     assert row["method"] == method and row["batch"] == 64 and row["memory_kind"] == "cpu_peak_rss"
     assert 0 < row["step_s_median"] == row["step_s_min"] and row["epoch_s"] == pytest.approx(782 * row["step_s_median"])
     assert row["peak_mem_mb_train"] > 0
+    if method == "s2hpruner":  # where its step's time goes, the phases of Algorithm 1 within the step
+        assert set(row["phase_s_mean"]) >= {"soft_forward", "hard_forward", "backward_soft_loss", "backward_gap_hard",
+                                            "backward_gap_soft"}
+        assert 0 < sum(row["phase_s_mean"].values()) < row["step_s_median"]
+    else:
+        assert "phase_s_mean" not in row
 
 
 def test_device_slug():
     assert device_slug({"device": "cpu (x86_64)"}) == "cpu-x86-64"
     assert device_slug({"device": "NVIDIA H100 80GB HBM3"}) == "nvidia-h100-80gb-hbm3"
+
+
+def test_a_measured_slimmed_network():
+    row = measure_network("uniform:0.15", torch.device("cpu"), warmup=0, width=0.25)
+    dense = networks((), width=0.25)["dense"]
+    assert row["flops"] / count_flops(dense, 32) == pytest.approx(0.15, abs=0.01)
+    assert row["latency_ms_b1"] > 0 and row["latency_ms_b64"] > 0 and row["memory_kind"] == "cpu_tensor_peak"
+    assert row["peak_mem_mb_infer"] >= tensor_mb(networks((0.15,), width=0.25)["uniform_15"])
+    with pytest.raises(ValueError, match="unknown subject 'uniform'"):
+        measure_network("uniform", torch.device("cpu"))
+
+
+def test_exported_runs_are_measured_against_the_dense_network_of_their_config(tiny, tmp_path):
+    from core.engine import run
+
+    s2h = ["prune.method=s2hpruner", "prune.flops_target=0.15", "prune.options.mask_rule=expected_width"]
+    table1 = run(tiny("experiment=table1", *s2h), handle_signals=False)
+    run(tiny("experiment=table10", *s2h, "train.epochs=1"), handle_signals=False)  # the 2x column: not measured
+    results = tmp_path / "results"
+    chosen = exported_runs(results, "table10")
+    assert [r.path for r in chosen] == [table1.run_dir.path]
+    assert len(exported_runs(results, "all")) == 2 and exported_runs(results, "none") == []
+
+    dense_rows, rows = measure_exports(chosen, "cpu", tqdm(disable=True))  # each in a fresh process
+    metrics = table1.record["metrics"]
+    (dense,), (row,) = dense_rows, rows
+    assert "error" not in dense and "error" not in row
+    # Counted again, in other processes, from pruned.pt and the run's config: the record's numbers.
+    assert row["flops"] == metrics["flops"] and dense["flops"] == metrics["flops_dense"]
+    assert row["params"] == metrics["params"] and dense["params"] == metrics["params_dense"]
+    assert row["flops_ratio"] == pytest.approx(metrics["flops_ratio"]) == row["flops_ratio_record"]
+    assert row["image_size"] == 16 and row["reference"] == f"dense:{table1.run_dir.path}"
+    assert row["speedup_b64"] == pytest.approx(dense["latency_ms_b64"] / row["latency_ms_b64"])
+    assert (row["run_id"], row["experiment"], row["method"], row["flops_target"]) == (
+        table1.record["run_id"], "table1", "s2hpruner", 0.15)
+    assert row["peak_mem_mb_infer"] >= tensor_mb(torch.load(table1.run_dir.path / "pruned.pt", weights_only=False))
+
+
+def test_a_run_without_its_record_config_is_an_error_row(tmp_path):
+    from bench.cli import in_fresh_process
+
+    row = in_fresh_process("bench.inference", [f"run:{tmp_path}", "--device", "cpu"])
+    assert set(row) == {"error"} and "record.json" in row["error"]
+
+
+def test_cpu_inference_memory_is_the_peak_of_the_live_tensors():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    mb, kind = inference_memory_mb(net, 8, torch.device("cpu"))
+    weights = 4 * sum(p.numel() for p in net.parameters())
+    image, hidden = 4 * 64 * 3 * 8 * 8, 4 * 64 * 8 * 8 * 8
+    # The peak is the ReLU's output written beside the first convolution's, both beside the input.
+    assert kind == "cpu_tensor_peak" and mb * 2**20 == weights + image + 2 * hidden

@@ -124,10 +124,16 @@ def test_updates_match_independent_gradients(arch, off, small_cnn, vit_factory):
     reference.model.train()
     coef_l, coef_g = (0.5, 5.0) if arch == "cnn" else (1.0, 1.0)
     assert (state.coef_l, state.coef_g) == (coef_l, coef_g)
+    if off is None:
+        state.phase_times = {}  # timing the phases (make bench) must leave the step as it is
     expected_theta, expected_u = _expected_update(reference, x, y, switches, coef_l, coef_g)
     got_theta, got_u = _applied_update(state, x, y)
     for got, want in zip(got_theta + got_u, expected_theta + expected_u):
         assert torch.allclose(got, want, atol=1e-6, rtol=1e-6), float((got - want).abs().max())
+    if off is None:
+        assert set(state.phase_times) == {"soft_forward", "resource", "hard_forward", "backward_soft_loss",
+                                          "backward_gap_hard", "backward_gap_soft", "combine"}
+        assert all(seconds > 0 for seconds in state.phase_times.values())
     assert any(float(d.abs().max()) > 1e-6 for d in got_theta) and any(float(d.abs().max()) > 1e-6 for d in got_u)
 
 
