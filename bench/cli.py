@@ -168,7 +168,7 @@ def print_summary(result: dict[str, Any], steps: int) -> None:
         if row.get("phase_s_mean"):
             phases = row["phase_s_mean"]
             parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items()]
-            rest = row["step_s_median"] - sum(phases.values())
+            rest = row["step_s_mean"] - sum(phases.values())  # both means over the timed steps
             print(f"  {'':<10} phases (ms): {', '.join(parts)}, the rest (optimizers, hooks) {rest * 1000:.0f}")
     print("inference (median latency, speed-up over dense beside the FLOPs ratio; memory at batch 64)")
     for row in result["inference"] + result["exported"]:

@@ -102,7 +102,7 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     row = {
         "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH, "width": width,
         "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s,
-        "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
+        "step_s_mean": statistics.fmean(times), "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
         "peak_mem_mb_train": train_peak, "memory_kind": memory_kind(device),
     }
     if phased is not None:
