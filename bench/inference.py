@@ -39,7 +39,7 @@ from core.models import build_model
 TARGETS = (0.15, 0.35, 0.55)
 BATCHES = (1, 64)
 MEMORY_BATCH = 64
-REPEATS = {1: 20, 64: 5}  # timed passes per batch size, after the warm-up ones
+REPEATS = {1: 30, 64: 10}  # timed passes per batch size, after the warm-up ones
 
 
 def uniform_widths(flops: FlopsModel, sizes: list[int], target: float) -> list[int]:

@@ -26,7 +26,7 @@ import torch
 
 from core.config import RunConfig, load
 from core.engine import resolve_device
-from core.measure import current_memory_mb, memory_kind, peak_memory_mb, reset_peak_memory
+from core.measure import MemoryPeak, memory_kind
 from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
 from core.seeding import seed_everything
@@ -78,32 +78,30 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     if device.type == "cuda":
         torch.cuda.empty_cache()
     cfg = bench_config(method, target, device.type, width)
-    base_mb = current_memory_mb(device)
-    reset_peak_memory(device)
-    images = torch.randn(BATCH, 3, 32, 32, device=device)
-    labels = torch.randint(0, 100, (BATCH,), device=device)
-    pruner = build_pruner(cfg, device, images, labels)
-    state = getattr(pruner, "state", None)
-    phased = state if isinstance(state, S2HState) else None
-    if phased is not None and device.type == "cpu":  # timing phases costs nothing without CUDA to synchronise
-        phased.phase_times = {}
-    times = []
-    for step in range(warmup + steps):
-        if step == warmup and phased is not None and phased.phase_times is not None:
-            phased.phase_times = {}  # the timed steps' phases only
-        synchronize(device)
-        tick = time.perf_counter()
-        pruner.train_step(images, labels, 0, step)
-        synchronize(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - tick)
-    train_peak = peak_memory_mb(device) - base_mb
+    with MemoryPeak(device) as memory:
+        images = torch.randn(BATCH, 3, 32, 32, device=device)
+        labels = torch.randint(0, 100, (BATCH,), device=device)
+        pruner = build_pruner(cfg, device, images, labels)
+        state = getattr(pruner, "state", None)
+        phased = state if isinstance(state, S2HState) else None
+        if phased is not None and device.type == "cpu":  # timing phases costs nothing without CUDA to synchronise
+            phased.phase_times = {}
+        times = []
+        for step in range(warmup + steps):
+            if step == warmup and phased is not None and phased.phase_times is not None:
+                phased.phase_times = {}  # the timed steps' phases only
+            synchronize(device)
+            tick = time.perf_counter()
+            pruner.train_step(images, labels, 0, step)
+            synchronize(device)
+            if step >= warmup:
+                times.append(time.perf_counter() - tick)
     step_s = statistics.median(times)
     row = {
         "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH, "width": width,
-        "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s,
-        "step_s_mean": statistics.fmean(times), "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
-        "peak_mem_mb_train": train_peak, "memory_kind": memory_kind(device),
+        "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s, "step_s_mean": statistics.fmean(times),
+        "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
+        "peak_mem_mb_train": memory.extra_mb, "memory_kind": memory_kind(device),
     }
     if phased is not None:
         if phased.phase_times is None:  # on a GPU: more steps, synchronised between phases, apart from the timed ones
