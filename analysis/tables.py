@@ -429,7 +429,8 @@ def table10(runs: RunSet, profile: str) -> Grid:
     notes = []
     if from_runs:
         notes.append(f"{' and '.join(from_runs).capitalize()}: measured inside the 1x training runs, on: "
-                     f"{_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS.")
+                     f"{_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS. "
+                     "`make bench` measures them alike for every method, the exported networks once the runs finish.")
     if bench is not None:
         measured = {row["method"]: row for row in bench["training"] if "error" not in row}
         device = f"[bench: {bench['device']}]"
