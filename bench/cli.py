@@ -2,9 +2,10 @@
 
     python -m bench [--device auto|cpu|cuda] [--methods dense,s2hpruner] [--runs table10|all|none]
 
-Every measurement runs in a fresh process: on a CPU the peak resident set is the only memory
-figure, and a process keeps the memory an earlier network freed, so networks measured one after
-another in one process would not be comparable.
+Every measurement runs in a fresh process: a process keeps the memory an earlier network freed
+(on a CPU the training peak is the resident set's), and later networks would run in a warmed,
+fragmented process, so networks measured one after another in one process would not be
+comparable.
 
 - Training (`bench.training`): each method's step on CIFAR ResNet-50 at batch 64.
 - Inference (`bench.inference`): the dense network and uniform slims at 15/35/55 % FLOPs, then
@@ -61,13 +62,12 @@ def exported_runs(results: str | Path, which: str) -> list[Any]:
     return [run for run in chosen if run.path is not None and (run.path / "pruned.pt").exists()]
 
 
-def reference_key(folder: Path) -> str:
-    """What a run's dense reference depends on: the model config and the data's shape."""
-    from bench.inference import run_config, run_shape
-    from core.config import to_dict
+def reference_key(config: dict[str, Any]) -> str:
+    """What a run's dense reference depends on (from its recorded config): the model and the data's shape."""
+    from bench.inference import run_shape
+    from core.config import from_dict
 
-    cfg = run_config(folder)
-    return json.dumps([to_dict(cfg)["model"], *run_shape(cfg)], sort_keys=True)
+    return json.dumps([config["model"], *run_shape(from_dict(config))], sort_keys=True)
 
 
 def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -77,7 +77,7 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
     references: dict[str, dict[str, Any]] = {}
     dense_rows, rows = [], []
     for run in runs:
-        key = reference_key(run.path)
+        key = reference_key(run.record["config"])
         if key not in references:
             references[key] = in_fresh_process("bench.inference", [f"dense:{run.path}", "--device", device])
             dense_rows.append(references[key])
@@ -86,8 +86,7 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
         progress.update()
         row.update(run_id=run.run_id, experiment=run.experiment, profile=run.profile, method=run.method,
                    model=run.model, flops_target=run.flops_target, flops_ratio_record=run.metric("flops_ratio"))
-        dense = references[key]
-        rows.append(relative_to(row, dense) if "error" not in row and "error" not in dense else row)
+        rows.append(relative_to(row, references[key]))
     return dense_rows, rows
 
 
@@ -132,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for subject in subjects:
         measured.append(in_fresh_process("bench.inference", [subject, "--device", device.type]))
         progress.update()
-    base = measured[0]
-    inference = [row if "error" in row or "error" in base else relative_to(row, base) for row in measured]
+    inference = [relative_to(row, measured[0]) for row in measured]
     exported_dense, exported = measure_exports(runs, device.type, progress)
     progress.close()
 

@@ -10,8 +10,8 @@ A network to measure is named by a subject string:
 - `dense:<folder>`: the dense network of that run's config, the reference its ratios are taken to.
 
 `measure_network` measures one subject: the peak memory of a forward pass at batch 64, its
-own tensors included (`inference_memory_mb`), then the median latency of a forward pass (no grad, eval mode, CUDA synchronised) after warm-up at
-batch 1 and batch 64. `python -m bench` measures every subject in a fresh process (`python -m
+own tensors included (`inference_memory_mb`), then the median latency of a forward pass (no
+grad, eval mode, CUDA synchronised) after warm-up at batch 1 and batch 64. `python -m bench` measures every subject in a fresh process (`python -m
 bench.inference SUBJECT` prints one JSON line), since on a CPU the resident set keeps what an
 earlier network freed.
 """
@@ -80,8 +80,7 @@ def networks(targets: tuple[float, ...] = TARGETS, width: float = 1.0) -> dict[s
 
 def run_config(folder: str | Path) -> RunConfig:
     """The resolved config a run recorded."""
-    record = json.loads((Path(folder) / "record.json").read_text())
-    return from_dict(record["config"])
+    return from_dict(json.loads((Path(folder) / "record.json").read_text())["config"])
 
 
 def run_shape(cfg: RunConfig) -> tuple[int, int]:
@@ -163,7 +162,12 @@ def measure_network(subject: str, device: torch.device, warmup: int = 2, width: 
 
 
 def relative_to(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
-    """`row` with its FLOPs ratio and speed-ups over `dense` (the same fields, measured alike)."""
+    """`row` with its FLOPs ratio and speed-ups over `dense` (the same fields, measured alike).
+
+    A failed measurement on either side (an `error` field) leaves `row` as it is.
+    """
+    if "error" in row or "error" in dense:
+        return row
     out = dict(row, flops_ratio=row["flops"] / dense["flops"], reference=dense["network"])
     for batch in BATCHES:
         out[f"speedup_b{batch}"] = dense[f"latency_ms_b{batch}"] / row[f"latency_ms_b{batch}"]
