@@ -1,5 +1,7 @@
 """`python -m core run [--config FILE ...] [key=value ...]`: one run, in this process.
 
+Bare (no --config file, no override that changes results) it trains the demo, `core.config.DEMO`.
+
 Prints the run folder. Exit status: 0 when the run is done (or was already), 1 when it
 failed (its record says why), 2 on bad input (one line on stderr, nothing started),
 128 + signal number when a stop signal interrupted it (checkpoint saved; run it again).
@@ -11,7 +13,7 @@ import argparse
 import sys
 import textwrap
 
-from core.config import describe_fields, load
+from core.config import demo_overrides, describe_fields, load
 from core.errors import SuiteError
 
 
@@ -51,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
             """\
             Train one configuration in this process: defaults, then --config files, then
             key=value overrides (e.g. model.name=vit train.epochs=10 data.name=cifar100).
+            The default network is the paper's (model.width=1.0). With no --config file and
+            no override that changes results (paths, devices, workers and progress bars do
+            not), the run is the demo: the defaults at model.width=0.25, minutes on a CPU.
             A finished config is not trained again; an interrupted one resumes."""
         ),
         epilog="config fields (key (type) = default):\n" + _fields_help() + "\n\ntyped options:\n" + _options_help(),
@@ -64,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        cfg = load(args.overrides, args.config)
+        cfg = load([*demo_overrides(args.overrides, args.config), *args.overrides], args.config)
         from core.data import prepare_dataset
         from core.records import RunDir
 

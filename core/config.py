@@ -1,11 +1,15 @@
 """The typed configuration of one run, and how it is built from files and `key=value` overrides.
 
 A run is fully described by a `RunConfig`. It is assembled from the dataclass defaults below
-(the embedded defaults of `make demo`: a dense ResNet-50 at width 0.25 trained for 8 epochs
-on scikit-learn's digits, a couple of minutes on a laptop CPU), then YAML files, then command-line
-overrides, and checked in `resolve`: an unknown key, a value of the wrong type, an unknown
-model/dataset/optimizer/schedule/pruner name or an impossible value is a `ConfigError` with a
-one-line message, raised before anything is built or queued.
+(a dense ResNet-50 at the paper's full width trained for 8 epochs on scikit-learn's digits),
+then YAML files, then command-line overrides, and checked in `resolve`: an unknown key, a
+value of the wrong type, an unknown model/dataset/optimizer/schedule/pruner name or an
+impossible value is a `ConfigError` with a one-line message, raised before anything is built
+or queued.
+
+The model's default is the paper's network (`model.width=1.0`); narrow copies are always asked
+for by name: the smoke recipes set their widths, and so does `DEMO`, what a bare
+`python -m core run` trains (the defaults at width 0.25, a couple of minutes on a laptop CPU).
 
 Model, dataset and pruner options are typed too: each registry entry names a dataclass for
 its options, and `resolve` merges the user's `*.options` into it, so `model.options.depht=9`
@@ -54,7 +58,9 @@ def _field(default: Any = None, help: str = "", *, factory: Any = None, result: 
 @dataclass
 class ModelConfig:
     name: str = _field("resnet50", "resnet50 | mobilenetv3 | wrn28_10 | vit | swin")
-    width: float = _field(0.25, "width multiplier on every layer's channels (1.0 = the paper's model)")
+    width: float = _field(
+        1.0, "width multiplier on every layer's channels (1.0: the paper's model; smoke recipes and the demo use narrower copies)"
+    )
     options: dict[str, Any] = _field(
         help="model-specific options, typed per model (listed below)", factory=dict
     )
@@ -131,6 +137,35 @@ class RunConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     output_root: str = _field("results", "where run folders are written", result=False)
     progress: bool = _field(True, "show progress bars", result=False)
+
+
+# The demo: what `python -m core run` trains when its command line sets nothing that changes
+# results (no --config file; overrides, if any, only of paths, devices, workers or progress
+# bars): the defaults with a quarter-width ResNet-50, a couple of minutes on a laptop CPU. Any
+# other run starts from the defaults themselves, whose network is the paper's.
+DEMO = ("model.width=0.25",)
+
+
+def demo_overrides(overrides: Iterable[str] = (), files: Iterable[str | Path] = ()) -> list[str]:
+    """`DEMO` when a command line of `overrides` and config `files` is the bare demo, else []."""
+    if list(files):
+        return []
+    if any(_changes_results(item.partition("=")[0]) for item in overrides):
+        return []
+    return list(DEMO)
+
+
+def _changes_results(key: str) -> bool:
+    """Whether the dotted config `key` can change a run's results (unknown keys count as yes)."""
+    node: Any = RunConfig
+    for part in key.split("."):
+        found = {f.name: f for f in dataclasses.fields(node)}.get(part) if dataclasses.is_dataclass(node) else None
+        if found is None or not found.metadata.get("result", True):
+            return found is None
+        node = found.default_factory if dataclasses.is_dataclass(found.default_factory) else None
+        if node is None:
+            return True
+    return True
 
 
 # ----------------------------------------------------------------------------- building

@@ -52,6 +52,13 @@ def test_dry_run_prints_the_resolved_config_and_run_folder(capsys, tmp_path):
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 
+def test_bare_run_is_the_narrow_demo_and_any_other_the_papers_width(capsys, tmp_path):
+    assert main(["run", "--dry-run", f"output_root={tmp_path}", "progress=false"]) == 0
+    assert "width: 0.25" in capsys.readouterr().out
+    assert main(["run", "--dry-run", "data.name=synthetic", f"output_root={tmp_path}"]) == 0
+    assert "width: 1.0" in capsys.readouterr().out
+
+
 def test_help_lists_every_config_field_and_option(tmp_path):
     out = subprocess.run([sys.executable, "-m", "core", "run", "--help"], cwd=PROJECT, capture_output=True, text=True, check=True).stdout
     for key in ("train.epochs", "train.milestones", "prune.flops_scope", "data.train_limit", "seed (int) = 0"):

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from core.config import RunConfig, from_dict, load, result_fields, to_dict
+from core.config import DEMO, RunConfig, demo_overrides, from_dict, load, result_fields, to_dict
 from core.errors import ConfigError
 from core.records import run_id
 
@@ -23,6 +23,24 @@ def test_defaults_resolve_with_typed_options():
     assert cfg.model.options == {"stem": "auto"}
     assert cfg.data.options == {"test_fraction": 0.2}
     assert cfg.prune.method == "dense" and cfg.prune.options == {}
+
+
+def test_the_default_model_is_the_papers_full_width_network():
+    assert RunConfig().model.width == 1.0 and load().model.width == 1.0
+
+
+def test_demo_layer_only_for_a_bare_command_line(tmp_path):
+    """The demo's narrow width applies when the command line changes nothing that affects results."""
+    assert list(DEMO) == ["model.width=0.25"]
+    for bare in ([], ["output_root=/x", "progress=false", "experiment=mine", "train.device=cpu", "data.workers=2"]):
+        assert demo_overrides(bare) == list(DEMO), bare
+        assert load([*demo_overrides(bare), *bare]).model.width == 0.25
+    for changing in (["train.epochs=2"], ["model.name=vit"], ["model.options.stem=imagenet"], ["data.name=cifar100"],
+                     ["trian.epochs=3"]):
+        assert demo_overrides(changing) == [], changing
+    path = tmp_path / "run.yaml"
+    path.write_text("progress: false\n")
+    assert demo_overrides([], [path]) == []
 
 
 def test_overrides_and_files_merge_in_order(tmp_path):
