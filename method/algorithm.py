@@ -7,14 +7,26 @@ mask logits u, without touching any optimizer; `apply` writes them into `.grad`.
 registered pruner (`method.pruner`) and the user API (`method.api`) both drive this class.
 
 Gradient routing of "ours" (Eq. 4, Eq. 5, Algorithm 1 lines 7-12), with L the soft network's
-cross-entropy, R = (FLOPs_soft / FLOPs_all - T)^2 and G(h, s) = KL(softmax(s) || softmax(h)):
+cross-entropy, R the resource loss and G(h, s) = KL(softmax(s) || softmax(h)):
 
     theta <- beta * dL/dtheta + gamma * d G(y_h, sg(y_s)) / dtheta      [+ G(sg(y_h), y_s) if switched on]
     u     <- balance(dL/du, d G(sg(y_h), y_s) / du, dR/du)
 
 where balance (A4) normalises the L and G gradients by their own L2 norms, adds them, scales
-the sum to the L2 norm of dR/du and adds coef_r * dR/du; per group by default. Each of the five
-terms can be switched off. G(sg(y_h), y_s) reaches theta only when g_g_soft_theta is on.
+the sum to the L2 norm of dR/du and adds coef_r * dR/du; per group by default (`fuse`
+`bal_only`; `default` is the official code's mode that lets the data term grow once R is
+small). Each of the five terms can be switched off. G(sg(y_h), y_s) reaches theta only when
+g_g_soft_theta is on.
+
+R (`resource`): `hard_prunable` (the official code, `big_resnet_ddp.py` 5986-5991) is
+(ratio - T')^2 on the FLOPs of the prunable layers at the hard widths, straight through to
+the expected widths; T' is the prunable-layer ratio that meets the target T in the run's
+`flops_scope` (the fixed layers' FLOPs do not move). `expected_network` (the paper's text) is
+(FLOPs(expected widths) / FLOPs_all - T)^2 in the run's scope.
+
+Importance order (`order`): `l1_step` re-sorts every group by the L1 norm of its producers'
+weights before every step (official 5239-5256); `fixed` keeps the order of the start (and
+`reorder_every` epochs).
 """
 
 from __future__ import annotations
@@ -29,8 +41,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.groups import FlopsModel, GroupMasks, GroupSet, channel_order
+from core.groups.importance import l1_order
+from method.buckets import bucket_divisors
 from method.options import S2HOptions
 from method.prefix import PrefixMasks
+from method.residual import block_output_groups
 
 EPS = 1e-12
 
@@ -50,8 +65,18 @@ def balance(
     g_r: list[torch.Tensor],
     coef_r: float,
     mode: str,
+    fuse: str = "bal_only",
+    explore: float = 1.0,
 ) -> list[torch.Tensor]:
-    """A4's combination of the mask gradients (see the module docstring)."""
+    """A4's combination of the mask gradients (see the module docstring).
+
+    `fuse="default"` is the official code's `default` mode (`big_resnet_ddp.py` 2265-2273) with
+    its `dis_flops_scale` = 1 / coef_r: with s = (1 / coef_r) / explore, the data term D and the
+    resource term R are rescaled so that |D| = s |R| (the smaller one grows), then
+    coef_r * (D + R). `explore` = min(R_loss / relax^2, 1) shrinks as the FLOPs loss falls
+    under the relax threshold, so the data term takes over and the masks keep exploring; at
+    explore 1 the direction is bal_only's. explore 0 (R exactly met) adds the two unscaled.
+    """
     if mode == "none":
         return [coef_r * r + sum(t[i] for t in (g_l, g_g) if t is not None) for i, r in enumerate(g_r)]
     blocks = [[i] for i in range(len(g_r))] if mode == "per_group" else [list(range(len(g_r)))]
@@ -65,8 +90,19 @@ def balance(
             if norm > EPS:
                 total = [acc + term[i] / norm for acc, i in zip(total, block)]
         size = _norm(total)
-        if size > EPS:
-            scale = _norm([g_r[i] for i in block]) / size
+        r_norm = _norm([g_r[i] for i in block])
+        if fuse == "default":
+            d_scale = r_scale = 1.0
+            if explore > 0:
+                s = 1.0 / coef_r / explore
+                if size > r_norm * s and r_norm > EPS:
+                    r_scale = float(size / (r_norm * s))
+                elif size < r_norm * s and size > EPS:
+                    d_scale = float(r_norm * s / size)
+            for acc, i in zip(total, block):
+                out[i] = coef_r * (g_r[i] * r_scale + (acc * d_scale).to(g_r[i].dtype))
+        elif size > EPS:
+            scale = r_norm / size
             for acc, i in zip(total, block):
                 out[i] = out[i] + (acc * scale).to(out[i].dtype)
     return out
@@ -92,14 +128,20 @@ class S2HState(nn.Module):
         flops_target: float,
         flops_scope: str = "network",
         label_smoothing: float = 0.0,
+        model_name: str | None = None,
+        width: float = 1.0,
     ) -> None:
         super().__init__()
         self.model, self.groups, self.options = model, groups, options
         self.target, self.scope, self.label_smoothing = flops_target, flops_scope, label_smoothing
-        self.masker = GroupMasks(model, groups)
+        # Where masks multiply activations: the substrate's points, or (official) the blocks'
+        # outputs on CNN residual streams. Copies of the model (evaluation) use the same points.
+        self.mask_groups = block_output_groups(model, groups) if options.soft_residual == "block_output" else groups
+        self.masker = GroupMasks(model, self.mask_groups)
         self.flops = FlopsModel(model, groups)
-        self.masks = PrefixMasks(groups.sizes, options.divisor, options.mask_init, options.mask_rule)
-        self.masks.set_orders(channel_order(model, groups))
+        self.divisors = bucket_divisors(groups, options.divisor, model_name, width)
+        self.masks = PrefixMasks(groups.sizes, self.divisors, options.mask_init, options.mask_rule)
+        self.masks.set_orders(self._order())
         transformer = any(g.kind in ("head", "head-dim") for g in groups)
         default_l, default_g = (1.0, 1.0) if transformer else (0.5, 5.0)
         self.coef_l = options.coef_l_theta if options.coef_l_theta is not None else default_l
@@ -127,9 +169,26 @@ class S2HState(nn.Module):
     def hard_flops_ratio(self, scope: str = "network") -> float:
         return self.flops.exact(self.hard_masks(), scope) / self.flops.dense(scope)
 
-    def resource_loss(self) -> torch.Tensor:
-        ratio = self.flops.ratio(self.masks.expected_widths(), self.scope)
-        return (ratio - self.target) ** 2
+    def resource_target(self) -> float:
+        """T': the ratio R drives its FLOPs to (the prunable layers' under `hard_prunable`)."""
+        if self.options.resource == "expected_network" or self.scope == "prunable":
+            return self.target
+        flops = self.flops
+        return (self.target * flops.dense("network") - flops.fixed_network) / flops.dense("prunable")
+
+    def resource_loss(self, hard_positions: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """R (see the module docstring); `hard_positions` saves recomputing the hard masks."""
+        expected = self.masks.expected_widths()
+        if self.options.resource == "expected_network":
+            return (self.flops.ratio(expected, self.scope) - self.target) ** 2
+        if hard_positions is None:
+            hard_positions = self.masks.hard_positions()
+        # the hard widths forward, the expected widths' gradient backward (straight through)
+        widths = [h.detach().sum() + e - e.detach() for h, e in zip(hard_positions, expected)]
+        return (self.flops.ratio(widths, "prunable") - self.resource_target()) ** 2
+
+    def _order(self) -> list[torch.Tensor]:
+        return l1_order(self.model, self.groups) if self.options.order == "l1_step" else channel_order(self.model, self.groups)
 
     def forward_masked(self, x: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
         with self.masker.use(masks):
@@ -137,7 +196,7 @@ class S2HState(nn.Module):
 
     def reorder(self) -> None:
         """Re-rank every group's units by the current weights' L1 importance."""
-        self.masks.set_orders(channel_order(self.model, self.groups))
+        self.masks.set_orders(self._order())
 
     # ----------------------------------------------------------------------------- one step
 
@@ -162,29 +221,37 @@ class S2HState(nn.Module):
         """One step's gradients for the weights and the mask logits (nothing is updated)."""
         o = self.options
         theta, u = self.weights(), self.logits_params()
+        if o.order == "l1_step":
+            with self._phase("reorder"):
+                self.reorder()
         with self._phase("soft_forward"):
             keep = self.masks.position_keep()
             soft = self.masks._to_units(keep)
             y_s = self.forward_masked(x, soft)
             loss_soft = self._ce(y_s, y)
+        hard_positions = self.masks.hard_positions(keep)
         with self._phase("resource"):
-            r = self.resource_loss()
+            r = self.resource_loss(hard_positions)
             g_r = _fill(torch.autograd.grad(r, u, allow_unused=True), u)
         parts = {"loss_soft": loss_soft.item(), "resource": r.item()}
+        explore = min(r.item() / o.flops_relax ** 2, 1.0)
+
+        def fuse(g_l: list[torch.Tensor] | None, g_g: list[torch.Tensor] | None) -> list[torch.Tensor]:
+            return balance(g_l, g_g, g_r, o.coef_r, o.balance, o.fuse, explore)
 
         if o.formulation == "soft_only":
             grads = torch.autograd.grad(loss_soft, theta + u, allow_unused=True)
             g_theta, g_lu = list(grads[: len(theta)]), list(grads[len(theta):])
-            g_u = balance(_fill(g_lu, u) if o.g_l_w else None, None, g_r, o.coef_r, o.balance)
+            g_u = fuse(_fill(g_lu, u) if o.g_l_w else None, None)
             return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
         with self._phase("hard_forward"):
-            hard = self.masks._to_units(self.masks.hard_positions(keep))
+            hard = self.masks._to_units(hard_positions)
             y_h = self.forward_masked(x, hard)
 
         if o.formulation in ("alt1", "alt2"):
             g_lu = torch.autograd.grad(loss_soft, u, allow_unused=True) if o.g_l_w else None
-            g_u = balance(_fill(g_lu, u) if g_lu is not None else None, None, g_r, o.coef_r, o.balance)
+            g_u = fuse(_fill(g_lu, u) if g_lu is not None else None, None)
             if o.formulation == "alt1":  # Eq. 6: weights trained through the hard network alone
                 objective = self._ce(y_h, y)
                 parts["loss_hard"] = objective.item()
@@ -221,8 +288,7 @@ class S2HState(nn.Module):
                     if term is not None and term[i] is not None:
                         total = coef * term[i] if total is None else total + coef * term[i]
                 g_theta.append(total)
-            g_u = balance(_fill(g_l_u, u) if g_l_u is not None else None,
-                          _fill(g_d2_u, u) if g_d2_u is not None else None, g_r, o.coef_r, o.balance)
+            g_u = fuse(_fill(g_l_u, u) if g_l_u is not None else None, _fill(g_d2_u, u) if g_d2_u is not None else None)
         return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
     def apply(self, grads: Gradients) -> None:

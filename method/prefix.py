@@ -7,8 +7,12 @@ expected kept width is sum_b p_b * channels(b) (= sum_r w_r). Positions are rank
 group's importance order, so every hard mask is a prefix of that order:
 
 - `mean_threshold` (the paper): keep the positions with w_r >= mean(w);
-- `expected_width` (the official code): keep the first ceil(expected width) positions; the
-  backward pass goes straight through to w.
+- `expected_width` (the official code, `big_resnet_ddp.py` 1812-1834 and 5191-5195): keep the
+  first ceil(expected width) positions, rounded up to a multiple of the group's bucket size and
+  capped at the group's size; the backward pass goes straight through to w.
+
+Buckets: group g has one logit per `divisors[g]` positions (a last, partial bucket where the
+divisor does not divide the size); `method.buckets` chooses the divisors.
 
 Initialisation: `uniform` (the default) sets u = 0: expected width half of each group, both
 hard rules keep about half, and the softmax has healthy gradients everywhere. `dense` sets
@@ -34,18 +38,32 @@ INITS = ("dense", "uniform")
 DENSE_RAMP = 10.0
 
 
+def bucket_ceil(width: float, divisor: int, size: int) -> int:
+    """ceil(width) rounded up to a multiple of `divisor`, at least one bucket, at most `size`.
+
+    The tolerance keeps a width that is a whole number up to float rounding (all mass on one
+    bucket) from being pushed to the next bucket.
+    """
+    count = max(1, math.ceil(width - 1e-6))
+    return min(size, math.ceil(count / divisor) * divisor)
+
+
 class PrefixMasks(nn.Module):
     """The mask logits of all groups, and the soft/hard masks and widths they define."""
 
-    def __init__(self, sizes: list[int], divisor: int = 1, init: str = "uniform", rule: str = "mean_threshold") -> None:
+    def __init__(self, sizes: list[int], divisor: int | list[int] = 1, init: str = "uniform",
+                 rule: str = "mean_threshold") -> None:
         super().__init__()
         if rule not in HARD_RULES:
             raise ValueError(f"hard mask rule must be one of {', '.join(HARD_RULES)}, got {rule!r}")
         if init not in INITS:
             raise ValueError(f"mask init must be one of {', '.join(INITS)}, got {init!r}")
-        self.sizes, self.divisor, self.rule = list(sizes), divisor, rule
+        self.sizes, self.rule = list(sizes), rule
+        self.divisors = [divisor] * len(self.sizes) if isinstance(divisor, int) else [int(d) for d in divisor]
+        if len(self.divisors) != len(self.sizes) or min(self.divisors, default=1) < 1:
+            raise ValueError(f"expected one bucket size >= 1 per group, got {self.divisors}")
         self.logits = nn.ParameterList()
-        for size in self.sizes:
+        for size, divisor in zip(self.sizes, self.divisors):
             buckets = math.ceil(size / divisor)
             u = torch.zeros(buckets)
             if init == "dense" and buckets > 1:
@@ -53,7 +71,7 @@ class PrefixMasks(nn.Module):
                 # and w falls off only near the end, so the hard rules agree with it.
                 u = DENSE_RAMP * torch.arange(1, buckets + 1, dtype=torch.float32) / buckets
             self.logits.append(nn.Parameter(u))
-        for i, size in enumerate(self.sizes):
+        for i, (size, divisor) in enumerate(zip(self.sizes, self.divisors)):
             buckets = len(self.logits[i])
             # channels kept when exactly the first b buckets are kept, and each position's bucket
             self.register_buffer(f"kept_{i}", torch.tensor([min((b + 1) * divisor, size) for b in range(buckets)], dtype=torch.float32), persistent=False)
@@ -94,7 +112,7 @@ class PrefixMasks(nn.Module):
         """0/1 masks per position (prefixes); with `expected_width`, straight-through to w."""
         keep = self.position_keep() if keep is None else keep
         result = []
-        for w, width in zip(keep, self.expected_widths()):
+        for w, width, divisor in zip(keep, self.expected_widths(), self.divisors):
             positions = torch.arange(w.numel(), device=w.device)
             if self.rule == "mean_threshold":
                 # w is non-increasing, so {r: w_r >= mean} is a prefix; the tolerance absorbs
@@ -102,7 +120,7 @@ class PrefixMasks(nn.Module):
                 count = int((w.detach() >= w.detach().mean() - 1e-6).sum())
                 result.append((positions < count).to(w.dtype))
             else:
-                count = min(w.numel(), max(1, math.ceil(float(width.detach()) - 1e-6)))
+                count = bucket_ceil(float(width.detach()), divisor, w.numel())
                 hard = (positions < count).to(w.dtype)
                 result.append(hard + (w - w.detach()))
         return result

@@ -1,4 +1,10 @@
-"""Algorithm 1's gradient routing, checked against an independent computation of each term."""
+"""Algorithm 1's gradient routing, checked against an independent computation of each term.
+
+The independent computation is the paper's text (mean-threshold rule, one logit per channel,
+a mask on each BN output, R on expected widths over the whole network, a fixed order), so the
+`PAPER_TEXT` options must reproduce it exactly; the official defaults are checked item by item
+in test_official.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import torch.nn.functional as F
 
 from core.groups import discover_groups
 from method.algorithm import S2HState
-from method.options import S2HOptions
+from method.options import PAPER_TEXT, S2HOptions
 
 TERMS = ("g_l_theta", "g_g_hard_theta", "g_g_soft_theta", "g_l_w", "g_g_w")
 
@@ -95,7 +101,7 @@ def _state(model, size: int, switches: dict[str, bool]) -> S2HState:
     """S2HPruner on `model` in float64 with random mask logits (seeded: call twice, get twins)."""
     model = model.double()
     groups = discover_groups(model, torch.zeros(1, 3, size, size, dtype=torch.float64))
-    state = S2HState(model, groups, S2HOptions(**switches), flops_target=0.3).double()
+    state = S2HState(model, groups, S2HOptions(**PAPER_TEXT, **switches), flops_target=0.3).double()
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():  # non-uniform masks, so that every term is non-trivial
         for logits in state.masks.logits:
