@@ -2,9 +2,15 @@
 
     python -m core run prune.method=s2hpruner prune.flops_target=0.15 model.name=resnet50 ...
 
-Every step is `S2HState.gradients` (Algorithm 1, or `prune.options.formulation` alt1 / alt2 /
-soft_only) followed by one update of the weights (the run's optimizer and schedule) and one of
-the mask logits (SGD with `mask_lr`, `mask_momentum`, `mask_schedule`). Fine-tuning a finished
+The step, the phases and the mask optimizer are `method.training.S2HTraining`, the same code
+the own-model API (`method.api`) runs: per epoch a phase (`warmup`: the unmasked network's
+cross-entropy, masks untouched; `prune`: `S2HState.gradients`, i.e. Algorithm 1 or
+`prune.options.formulation` alt1 / alt2 / soft_only, then one update of the weights and one
+of the mask logits; `hard_ft`: the hard network's cross-entropy, masks frozen), chosen by
+`prune.options.warmup_epochs` and `hard_ft_epoch`. The weights use the run's optimizer and
+schedule; the mask logits SGD with `mask_lr` (`mask_schedule`), the weights' optimizer's
+momentum and Nesterov unless `mask_momentum` / `mask_nesterov` say otherwise, and
+`mask_weight_decay`. `warmup_epochs` must be below `train.epochs`. Fine-tuning a finished
 run (Table 7) is `prune.options.init_from=<its run folder>` with the learning rate you want.
 
 Evaluation: "hard" is the physically slimmed network (what `pruned.pt` will be), "soft" the
@@ -13,20 +19,23 @@ batches (`recalibrate_bn`). The exported network is the one last evaluated, so t
 top-1 is the last hard accuracy of the log.
 
 Files in the run folder, besides the engine's:
-- `log.jsonl` lines also carry `flops_ratio` (the hard network's, whole network),
-  `flops_ratio_prunable`, `flops_ratio_soft` (expected widths, the regularised quantity),
-  `widths` (kept units per group), `loss_soft`/`resource`/`gap` (epoch means) and, when
-  evaluated, `gap_js` and `gap_l2` (Table 6).
-- `widths.jsonl`: every `widths_every` steps, {"step", "epoch", "widths", "flops_ratio"}
-  (Figs. 5-9).
+- `log.jsonl` lines also carry `phase` (warmup / prune / hard_ft), `flops_ratio` (the hard
+  network's, whole network), `flops_ratio_prunable`, `flops_ratio_soft` (expected widths),
+  `widths` (kept units per group), `mask_lr`, the epoch means of the step's scalars
+  (`loss_soft`/`resource`/`gap` when pruning, `loss_dense` in warm-up, `loss_hard` in hard
+  fine-tuning) and, when evaluated, `gap_js` and `gap_l2` (Table 6).
+- `widths.jsonl`: every `widths_every` steps (0: at each epoch's end), {"step", "epoch",
+  "widths", "flops_ratio"} (Figs. 5-9).
 - `architecture.json`: at the end, per group {"name", "kind", "size", "kept"} and the FLOPs
   ratios (Fig. 4, and the input of the `scratch` method, Table 8).
+
+`checkpoint.pt`'s pruner state: the model, the weights' optimizer and `S2HTraining`'s state
+(masks, orders, mask optimizer, step and epoch counters, phase, the epoch's running sums),
+tensors and primitives only; the schedule is a function of the step.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -37,12 +46,13 @@ import torch.nn as nn
 from core.checkpoint import write_json
 from core.config import RunConfig, is_pending_run
 from core.errors import ConfigError
-from core.groups import GroupMasks, groups_for_run, slim, strip_mask_hooks
+from core.groups import groups_for_run, slim
 from core.optim import build_optimizer, build_scheduler
 from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target
 from method.algorithm import S2HState
 from method.evaluation import gap_sums, recalibrate_bn, soft_targets
 from method.options import S2HOptions
+from method.training import S2HTraining, masked_copy
 
 
 def read_architecture(run_folder: str | Path) -> dict[str, Any]:
@@ -55,7 +65,7 @@ def read_architecture(run_folder: str | Path) -> dict[str, Any]:
 
 @PRUNERS.register("s2hpruner", options=S2HOptions, summary="S2HPruner, Algorithm 1 (and Alt1, Alt2, soft-only)")
 class S2HPruner(SubstratePruner):
-    """Soft-to-hard pruning (see the module docstring)."""
+    """Soft-to-hard pruning (see the module docstring): the engine's side of `S2HTraining`."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
         super().__init__(model, ctx)
@@ -64,93 +74,46 @@ class S2HPruner(SubstratePruner):
         model = model.to(ctx.device)
         groups = groups_for_run(model, cfg.prune, ctx.image_size)
         self.state = S2HState(model, groups, self.options, cfg.prune.flops_target, cfg.prune.flops_scope,
-                              cfg.train.label_smoothing).to(ctx.device)
+                              cfg.train.label_smoothing, model_name=cfg.model.name, width=cfg.model.width).to(ctx.device)
         self.model, self.flops = model, self.state.flops
         self.optimizer = build_optimizer(self.state.weights(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, ctx.steps_per_epoch)
-        o = self.options
-        self.mask_optimizer = torch.optim.SGD(self.state.logits_params(), lr=o.mask_lr, momentum=o.mask_momentum)
-        self.mask_scheduler = None
-        if o.mask_schedule == "follow":
-            shape = dataclasses.replace(cfg.train, lr=o.mask_lr, min_lr=cfg.train.min_lr * o.mask_lr / cfg.train.lr,
-                                        warmup_lr=cfg.train.warmup_lr * o.mask_lr / cfg.train.lr)
-            self.mask_scheduler = build_scheduler(self.mask_optimizer, shape, ctx.steps_per_epoch)
-        self.steps_done = 0
-        self.sums: dict[str, float] = {}
-        self.seen = 0
+        self.training = S2HTraining(self.state, self.options, self.optimizer, on_widths=self._write_widths)
         self._evaluated: dict[str, Any] = {}
-        if o.init_from:
-            self._init_from(Path(o.init_from).expanduser())
+        if self.options.init_from:
+            self.training.init_from(self.options.init_from, ctx.device)
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         options = S2HOptions(**cfg.prune.options)
         check_pruning_target(cfg)
+        if options.warmup_epochs >= cfg.train.epochs:
+            raise ConfigError(f"prune.options.warmup_epochs ({options.warmup_epochs}) must be below train.epochs "
+                              f"({cfg.train.epochs}): the masks would never train")
         if options.init_from and is_pending_run(options.init_from):
             return  # queued before this run in the same submission
         if options.init_from and not (Path(options.init_from).expanduser() / "checkpoint.pt").exists():
             raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {options.init_from}")
 
-    def _init_from(self, folder: Path) -> None:
-        state = torch.load(folder / "checkpoint.pt", map_location=self.ctx.device, weights_only=True)["pruner"]
-        if "masks" not in state:
-            raise ConfigError(f"prune.options.init_from: {folder} is not an s2hpruner run")
-        try:
-            self.model.load_state_dict(state["model"])
-            self.state.masks.load_state_dict(state["masks"])
-        except RuntimeError as exc:
-            raise ConfigError(f"prune.options.init_from: {folder} holds a different network ({str(exc).splitlines()[0]})") from None
-        self.state.masks.set_orders(state["orders"])
+    @property
+    def mask_optimizer(self) -> torch.optim.Optimizer:
+        return self.training.mask_optimizer
 
     # ----------------------------------------------------------------------------- training
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
-        self.model.train()
-        grads = self.state.gradients(inputs, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.mask_optimizer.zero_grad(set_to_none=True)
-        self.state.apply(grads)
-        self.optimizer.step()
-        self.mask_optimizer.step()
+        result = self.training.step(inputs, targets, self.optimizer, epoch)
         self.scheduler.step_update(step + 1)
-        if self.mask_scheduler is not None:
-            self.mask_scheduler.step_update(step + 1)
-        self.steps_done = step + 1
-        for key, value in grads.parts.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.seen += 1
-        every = self.options.widths_every
-        if every and self.steps_done % every == 0:
-            self._log_widths(epoch)
-        return StepResult(grads.loss, grads.logits)
+        return result
 
-    def _log_widths(self, epoch: int) -> None:
-        if self.ctx.run_dir is None:
-            return
-        line = {"step": self.steps_done, "epoch": epoch + 1, "widths": self.state.masks.hard_widths(),
-                "flops_ratio": self.state.hard_flops_ratio()}
-        with open(self.ctx.run_dir / "widths.jsonl", "a") as handle:
-            handle.write(json.dumps(line) + "\n")
+    def _write_widths(self, line: dict[str, Any]) -> None:
+        if self.ctx.run_dir is not None:
+            with open(self.ctx.run_dir / "widths.jsonl", "a") as handle:
+                handle.write(json.dumps(line) + "\n")
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         self._evaluated = {}
-        if self.options.widths_every == 0:
-            self._log_widths(epoch)
-        o = self.options
-        if o.reorder_every and (epoch + 1) % o.reorder_every == 0:
-            self.state.reorder()
-        with torch.no_grad():
-            soft_ratio = float(self.state.flops.ratio(self.state.masks.expected_widths(), "network"))
-        extra = {
-            "flops_ratio": self.state.hard_flops_ratio(),
-            "flops_ratio_prunable": self.state.hard_flops_ratio("prunable"),
-            "flops_ratio_soft": soft_ratio,
-            "widths": self.state.masks.hard_widths(),
-            "mask_lr": float(self.mask_optimizer.param_groups[0]["lr"]),
-        }
-        extra.update({k: v / max(self.seen, 1) for k, v in self.sums.items()})
-        self.sums, self.seen = {}, 0
-        return extra
+        return self.training.end_epoch(epoch)
 
     # ----------------------------------------------------------------------------- networks
 
@@ -166,11 +129,7 @@ class S2HPruner(SubstratePruner):
         return self._evaluated["hard"]
 
     def _masked_copy(self, masks: list[torch.Tensor] | None) -> nn.Module:
-        net = copy.deepcopy(self.model)
-        strip_mask_hooks(net)
-        if masks is not None:
-            GroupMasks(net, self.state.groups).set(masks)
-        return self._recalibrated(net)
+        return self._recalibrated(masked_copy(self.state, masks))
 
     def soft_network(self) -> nn.Module:
         if "soft" not in self._evaluated:
@@ -233,24 +192,13 @@ class S2HPruner(SubstratePruner):
     # ----------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "masks": self.state.masks.state_dict(),
-            "orders": list(self.state.masks.orders),
-            "optimizer": self.optimizer.state_dict(),
-            "mask_optimizer": self.mask_optimizer.state_dict(),
-            "steps_done": self.steps_done,
-            "sums": dict(self.sums),
-            "seen": self.seen,
-        }
+        """The model, both optimizers, masks, orders, counters and phase (`S2HTraining.state_dict`)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **self.training.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        self.state.masks.load_state_dict(state["masks"])
-        self.state.masks.set_orders(state["orders"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.mask_optimizer.load_state_dict(state["mask_optimizer"])
-        self.steps_done, self.sums, self.seen = state["steps_done"], dict(state["sums"]), state["seen"]
+        self.training.load_state_dict(state)
         self._truncate_widths()
 
     def _truncate_widths(self) -> None:
@@ -258,5 +206,6 @@ class S2HPruner(SubstratePruner):
         path = None if self.ctx.run_dir is None else self.ctx.run_dir / "widths.jsonl"
         if path is None or not path.exists():
             return
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.steps_done]
+        steps = self.training.steps_done
+        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= steps]
         path.write_text("".join(line + "\n" for line in lines))

@@ -77,6 +77,8 @@ def test_bad_options_fail_before_work(tiny):
         tiny("prune.method=scratch")
     with pytest.raises(ConfigError, match="no checkpoint.pt"):
         tiny(*S2H, "prune.options.init_from=/nonexistent")
+    with pytest.raises(ConfigError, match="warmup_epochs .* must be below train.epochs"):
+        tiny(*S2H, "prune.options.warmup_epochs=2")  # train.epochs=2: the masks would never train
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(interrupted_and_reference, exports_equal):
@@ -84,6 +86,43 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(interrupted_and_ref
     from method.pruner import S2HPruner
 
     reference, resumed = interrupted_and_reference(S2HPruner, 9, *S2H, "train.epochs=2")  # epoch 2, step 3 of 6
+    assert exports_equal(reference, resumed)
+    drop = {"time_s", "eval_time_s"}
+    assert [{k: v for k, v in e.items() if k not in drop} for e in reference.read_log()] == \
+        [{k: v for k, v in e.items() if k not in drop} for e in resumed.read_log()]
+    assert (reference.path / "widths.jsonl").read_text() == (resumed.path / "widths.jsonl").read_text()
+
+
+PHASED = [*S2H, "train.epochs=3", "prune.options.warmup_epochs=1", "prune.options.hard_ft_epoch=2",
+          "prune.options.mask_lr=20"]
+
+
+def test_warmup_and_hard_fine_tuning_epochs(tiny):
+    """Epoch 1 dense (masks untouched), epoch 2 pruning, epoch 3 the hard network with its masks
+    frozen; the log names each epoch's phase and the export is the frozen network."""
+    cfg = tiny(*PHASED)
+    outcome = run(cfg, handle_signals=False)
+    d = RunDir.for_config(cfg)
+    log = d.read_log()
+    assert [e["phase"] for e in log] == ["warmup", "prune", "hard_ft"]
+    assert "loss_dense" in log[0] and "loss_soft" in log[1] and "loss_hard" in log[2]
+    widths = [json.loads(line) for line in (d.path / "widths.jsonl").read_text().splitlines()]
+    by_epoch = {e: [w["widths"] for w in widths if w["epoch"] == e] for e in (1, 2, 3)}
+    assert all(w == by_epoch[1][0] for w in by_epoch[1])  # masks untouched in warm-up
+    assert log[1]["flops_ratio_soft"] != log[0]["flops_ratio_soft"]  # they trained
+    assert log[2]["flops_ratio_soft"] == log[1]["flops_ratio_soft"]  # and then froze
+    assert all(w == log[1]["widths"] for w in by_epoch[3]) and log[2]["widths"] == log[1]["widths"]
+    architecture = json.loads((d.path / "architecture.json").read_text())
+    assert [g["kept"] for g in architecture["groups"]] == log[1]["widths"]
+    assert outcome.record["metrics"]["flops_ratio"] == pytest.approx(log[2]["flops_ratio"])
+    state = torch.load(d.path / "checkpoint.pt", weights_only=True)["pruner"]  # tensors and primitives
+    assert state["phase"] == "hard_ft" and state["epoch"] == 3 and state["steps_done"] == 18
+
+
+def test_interrupted_hard_fine_tuning_resumes_to_the_uninterrupted_result(interrupted_and_reference, exports_equal):
+    from method.pruner import S2HPruner
+
+    reference, resumed = interrupted_and_reference(S2HPruner, 15, *PHASED)  # epoch 3 (hard_ft), step 3 of 6
     assert exports_equal(reference, resumed)
     drop = {"time_s", "eval_time_s"}
     assert [{k: v for k, v in e.items() if k not in drop} for e in reference.read_log()] == \
