@@ -165,7 +165,7 @@ def test_order_is_resorted_by_l1_norm_every_step():
     for group, order in zip(state.groups, state.masks.orders):
         scores = []
         for unit in range(group.size):
-            per_layer = [float(state.model.get_submodule(m.layer).weight[m.index[unit]].abs().sum())
+            per_layer = [float(state.model.get_submodule(m.layer).weight.detach()[m.index[unit]].abs().sum())
                          for m in group.producers()]
             scores.append(sum(per_layer) / len(per_layer))
         assert [scores[i] for i in order.tolist()] == sorted(scores, reverse=True), group.name
