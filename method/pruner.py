@@ -63,7 +63,9 @@ def read_architecture(run_folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-@PRUNERS.register("s2hpruner", options=S2HOptions, summary="S2HPruner, Algorithm 1 (and Alt1, Alt2, soft-only)")
+@PRUNERS.register("s2hpruner", options=S2HOptions,
+                  summary="S2HPruner, Algorithm 1 (and Alt1, Alt2, soft-only); official-code defaults, "
+                          "paper-text options: method/README.md")
 class S2HPruner(SubstratePruner):
     """Soft-to-hard pruning (see the module docstring): the engine's side of `S2HTraining`."""
 
