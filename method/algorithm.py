@@ -41,7 +41,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.groups import FlopsModel, GroupMasks, GroupSet, channel_order
-from core.groups.importance import l1_order
 from method.buckets import bucket_divisors
 from method.options import S2HOptions
 from method.prefix import PrefixMasks
@@ -188,7 +187,7 @@ class S2HState(nn.Module):
         return (self.flops.ratio(widths, "prunable") - self.resource_target()) ** 2
 
     def _order(self) -> list[torch.Tensor]:
-        return l1_order(self.model, self.groups) if self.options.order == "l1_step" else channel_order(self.model, self.groups)
+        return channel_order(self.model, self.groups, "sum" if self.options.order == "l1_step" else "mean")
 
     def forward_masked(self, x: torch.Tensor, masks: list[torch.Tensor] | None) -> torch.Tensor:
         with self.masker.use(masks):
@@ -234,7 +233,7 @@ class S2HState(nn.Module):
             r = self.resource_loss(hard_positions)
             g_r = _fill(torch.autograd.grad(r, u, allow_unused=True), u)
         parts = {"loss_soft": loss_soft.item(), "resource": r.item()}
-        explore = min(r.item() / o.flops_relax ** 2, 1.0)
+        explore = min(parts["resource"] / o.flops_relax ** 2, 1.0)
 
         def fuse(g_l: list[torch.Tensor] | None, g_g: list[torch.Tensor] | None) -> list[torch.Tensor]:
             return balance(g_l, g_g, g_r, o.coef_r, o.balance, o.fuse, explore)

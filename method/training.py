@@ -286,5 +286,5 @@ def masked_copy(state: S2HState, masks: list[torch.Tensor] | None) -> nn.Module:
     net = copy.deepcopy(state.model)
     strip_mask_hooks(net)
     if masks is not None:
-        GroupMasks(net, getattr(state, "mask_groups", state.groups)).set(masks)
+        GroupMasks(net, state.mask_groups).set(masks)
     return net

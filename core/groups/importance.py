@@ -5,9 +5,10 @@ of the weights that produce each unit (the rows of every conv/linear layer whose
 group owns), taken as a mean absolute value per member so that layers of different fan-in
 weigh alike, and averaged across those members. Most important first; ties keep index order.
 
-`l1_order` is the official S2HPruner code's order (`big_resnet_ddp.py` 5239-5256), which that
-code recomputes before every forward pass: the L1 norm (a sum, not a mean) of each unit's
-rows, averaged across the producing layers. It runs on the weights' device, without a copy.
+`reduce="sum"` is the official S2HPruner code's order (`big_resnet_ddp.py` 5239-5256), which
+that code recomputes before every forward pass: the L1 norm (a sum, not a mean) of each unit's
+rows, averaged across the producing layers. Scores are computed on the weights' device (no copy
+to the host on a hot path) in float64, and returned on the host.
 """
 
 from __future__ import annotations
@@ -18,36 +19,25 @@ import torch.nn as nn
 from core.groups.structure import Group, GroupSet
 
 
-def unit_scores(model: nn.Module, group: Group) -> torch.Tensor:
-    """Mean over producing layers of each unit's mean absolute weight."""
-    scores = torch.zeros(group.size, dtype=torch.float64)
+def unit_scores(model: nn.Module, group: Group, reduce: str = "mean") -> torch.Tensor:
+    """Mean over producing layers of each unit's mean (or, `reduce="sum"`, summed) absolute weight."""
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"reduce must be mean or sum, got {reduce!r}")
     producers = group.producers()
-    for member in producers:
-        weight = model.get_submodule(member.layer).weight.detach().double().cpu()
-        rows = weight.abs().reshape(weight.shape[0], -1).mean(1)
-        scores += rows[member.index].mean(1)
-    return scores / max(len(producers), 1)
-
-
-def channel_order(model: nn.Module, groups: GroupSet) -> list[torch.Tensor]:
-    """Per group, unit indices from most to least important."""
-    return [torch.sort(unit_scores(model, g), descending=True, stable=True).indices for g in groups]
-
-
-def l1_order(model: nn.Module, groups: GroupSet) -> list[torch.Tensor]:
-    """Per group, units by the mean over producers of their rows' L1 norm, largest first."""
-    orders = []
+    scores = None
     with torch.no_grad():
-        for group in groups:
-            producers = group.producers()
-            scores = None
-            for member in producers:
-                weight = model.get_submodule(member.layer).weight
-                rows = weight.abs().reshape(weight.shape[0], -1).sum(1)
-                unit = rows[member.index.to(rows.device)].sum(1)
-                scores = unit if scores is None else scores + unit
-            if scores is None:
-                orders.append(torch.arange(group.size))
-                continue
-            orders.append(torch.sort(scores / len(producers), descending=True, stable=True).indices.cpu())
-    return orders
+        for member in producers:
+            weight = model.get_submodule(member.layer).weight.detach().double()
+            rows = weight.abs().reshape(weight.shape[0], -1)
+            units = rows.mean(1) if reduce == "mean" else rows.sum(1)
+            units = units[member.index.to(units.device)]
+            units = units.mean(1) if reduce == "mean" else units.sum(1)
+            scores = units if scores is None else scores + units
+    if scores is None:
+        return torch.zeros(group.size, dtype=torch.float64)
+    return scores.cpu() / len(producers)
+
+
+def channel_order(model: nn.Module, groups: GroupSet, reduce: str = "mean") -> list[torch.Tensor]:
+    """Per group, unit indices from most to least important (`unit_scores` with `reduce`)."""
+    return [torch.sort(unit_scores(model, g, reduce), descending=True, stable=True).indices for g in groups]
