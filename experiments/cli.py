@@ -1,7 +1,7 @@
 """`python -m experiments list | run | status`: the paper's tables and figures as run grids.
 
     python -m experiments list
-    python -m experiments run table1 [--profile smoke|paper] [--executor local|slurm|debug]
+    python -m experiments run table1 [--profile smoke|paper] [--executor local|inline|slurm|debug]
                                      [key=value ...] [method:key=value ...] [--sweep key=v1,v2 ...]
                                      [--partition P --account A --qos Q --time MIN --cpus N
                                       --mem-gb G --constraint C --parallelism N --sbatch flag=value]
@@ -13,7 +13,7 @@ stops before anything is submitted), skips cells that are done or already queued
 rest and prints where each went. It also writes `<output_root>/experiments/<name>-<profile>.json`,
 the list of the experiment's cells and run folders that the analysis reads.
 
-Exit status: 0 when everything submitted (or, for local/debug, everything run) succeeded;
+Exit status: 0 when everything submitted (or, for local/inline/debug, everything run) succeeded;
 1 when a run failed; 2 on bad input (one line on stderr, nothing submitted).
 """
 
@@ -48,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run or submit what is missing of an experiment")
     common(run)
-    run.add_argument("--executor", default="local", choices=["local", "slurm", "debug"])
+    run.add_argument("--executor", default="local", choices=["local", "inline", "slurm", "debug"],
+                     help="local: one run after another, each in a fresh interpreter; inline: one after another in "
+                          "this process (no interpreter start per run: what make demo uses); slurm: job arrays; "
+                          "debug: in this process under submitit's debugger")
     run.add_argument("--dry-run", action="store_true", help="validate and show what would be submitted; submit nothing")
     slurm = run.add_argument_group("slurm executor (also read from $S2H_SLURM_CONFIG or ./slurm.yaml)")
     slurm.add_argument("--partition")

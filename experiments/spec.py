@@ -30,7 +30,8 @@ A value may be:
   then needs that run, which is added to this experiment's cells if it is another's.
 
 A cell's config is built in layers: the embedded defaults, the profile's recipe for its
-(data.name, model.name) from `recipes.yaml`, `base`, the block's `set`, the axis values (the
+(data.name, model.name) from `recipes.yaml` and its keys for the cell's `prune.method` (the
+file's `methods` section), `base`, the block's `set`, the axis values (the
 `smoke` profile then puts its offline dataset, the recipe's `data.*` keys, in place of the
 cell's real one), then the command line's `key=value` overrides (`method:key=value` applies to cells of that method only)
 and `--sweep` axes. A cell may set `experiment` to another experiment's name: it then *is*
@@ -160,6 +161,11 @@ def recipes() -> dict[str, Any]:
     return yaml.safe_load(RECIPES.read_text())
 
 
+def method_recipe(profile: str, method: Any) -> dict[str, Any]:
+    """The profile's keys for one pruning method's cells (`methods` in recipes.yaml)."""
+    return dict(recipes().get("methods", {}).get(profile, {}).get(method, None) or {})
+
+
 # ----------------------------------------------------------------------------- expansion
 
 
@@ -253,7 +259,7 @@ def expand(
         recipe = recipes().get(profile, {}).get(dataset, {}).get(model)
         if recipe is None:
             raise ConfigError(f"{where}: recipes.yaml has no {profile} recipe for data.name={dataset} model.name={model}")
-        merged: dict[str, Any] = dict(recipe)
+        merged: dict[str, Any] = {**recipe, **method_recipe(profile, layered.get("prune.method"))}
         needs: list[Cell] = []
         for key, value in layered.items():
             if isinstance(value, dict) and set(value) == {"run"}:

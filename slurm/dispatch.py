@@ -33,10 +33,11 @@ import submitit
 from core.checkpoint import write_json
 from core.config import to_dict
 from core.errors import ConfigError
-from slurm.jobs import RunJob
+from slurm.jobs import RunJob, run_config
 from slurm.settings import SlurmSettings, executor_parameters
 
-EXECUTORS = ("local", "slurm", "debug")
+EXECUTORS = ("local", "inline", "slurm", "debug")
+IN_PROCESS = ("inline", "debug")  # no interpreter of their own: one GPU at most
 LIVE_SLURM_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
                      "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
 
@@ -87,7 +88,7 @@ def cell_state(cell: Any) -> CellState:
     live = None
     if job.get("executor") == "slurm":
         live = slurm_job_state(str(job["job_id"]))
-    elif job.get("executor") == "local" and job.get("pid") and _pid_alive(int(job["pid"])) and job.get("host") == os.uname().nodename:
+    elif job.get("executor") in ("local", "inline") and job.get("pid") and _pid_alive(int(job["pid"])) and job.get("host") == os.uname().nodename:
         live = "RUNNING"
     if live in LIVE_SLURM_STATES:
         return CellState("running" if live == "RUNNING" else "queued", f"{job['executor']} job {job['job_id']} {live.lower()}", job)
@@ -117,7 +118,7 @@ def _write_job(cell: Any, executor: str, job: Any, **extra: Any) -> None:
     info = {
         "executor": executor,
         "job_id": str(job.job_id),
-        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "submitted": _now(),
         "stdout": str(job.paths.stdout),
         "stderr": str(job.paths.stderr),
         **extra,
@@ -161,8 +162,6 @@ def submit(cells: list[Any], executor: str, folder: Path, settings: SlurmSetting
 
 
 def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[str], None]) -> list[Submitted]:
-    import torch
-
     done: list[Submitted] = []
     failed: set[str] = set()
     width = len(str(len(cells)))
@@ -175,39 +174,59 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
             failed.add(str(cell.run_dir.path))
             continue
         gpus = cell.cfg.train.gpus
-        if executor == "debug":
-            if gpus > 1:
-                raise ConfigError(f"{cell.describe()}: train.gpus={gpus} needs the local or slurm executor, not debug")
-            ex: Any = submitit.DebugExecutor(folder=folder)
-        else:
-            ex = submitit.LocalExecutor(folder=folder)
-            visible = min(gpus, torch.cuda.device_count())
-            ex.update_parameters(timeout_min=7 * 24 * 60, tasks_per_node=gpus, gpus_per_node=visible)
+        if executor in IN_PROCESS and gpus > 1:
+            raise ConfigError(f"{cell.describe()}: train.gpus={gpus} needs the local or slurm executor, not {executor}")
         tick = time.perf_counter()
-        job = ex.submit(RunJob(to_dict(cell.cfg)))
-        if executor == "local":
-            _write_job(cell, executor, job, pid=_local_pid(job), host=os.uname().nodename)
+        job: Any = None
+        job_id = "-"
         try:
-            while not job.done():  # submitit's own wait polls once a second
-                time.sleep(0.1)
-            outcome = job.results()[0]  # rank 0's summary
+            if executor == "inline":
+                pid = os.getpid()
+                write_json(job_file(cell.run_dir.path), {"executor": "inline", "job_id": str(pid), "pid": pid,
+                                                         "host": os.uname().nodename, "submitted": _now()})
+                job_id, outcome = str(pid), run_config(to_dict(cell.cfg))
+            else:
+                job = _start(executor, folder, gpus, cell)
+                job_id = str(job.job_id)
+                while not job.done():  # submitit's own wait polls once a second
+                    time.sleep(0.1)
+                outcome = job.results()[0]  # rank 0's summary
             ok = outcome["status"] in ("done", "skipped")
             detail = (f"top1 {outcome['top1']:.2f} %, FLOPs ratio {outcome['flops_ratio']:.3f}" if ok and outcome.get("top1") is not None
                       else str(outcome.get("error")))
         except KeyboardInterrupt:
-            job.cancel(check=False)
+            if job is not None:
+                job.cancel(check=False)
             say(f"{head}: interrupted; run the same command again to resume")
             raise
         except Exception as exc:  # the run's record (if it got that far) holds the reason too
             ok, detail = False, f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
-            if executor == "local":
+            if executor == "local" and job is not None:
                 detail += f" (log: {job.paths.stderr})"
         seconds = time.perf_counter() - tick
         if not ok:
             failed.add(str(cell.run_dir.path))
-        done.append(Submitted(cell, executor, str(job.job_id), "done" if ok else "failed", detail))
+        done.append(Submitted(cell, executor, job_id, "done" if ok else "failed", detail))
         say(f"{head}: {'done' if ok else 'FAILED'}, {detail} ({seconds:.0f} s) -> {cell.run_dir.path}")
     return done
+
+
+def _start(executor: str, folder: Path, gpus: int, cell: Any) -> Any:
+    """Submit one run to submitit's local (a fresh interpreter) or debug (this process) executor."""
+    import torch
+
+    if executor == "debug":
+        return submitit.DebugExecutor(folder=folder).submit(RunJob(to_dict(cell.cfg)))
+    ex = submitit.LocalExecutor(folder=folder)
+    visible = min(gpus, torch.cuda.device_count())
+    ex.update_parameters(timeout_min=7 * 24 * 60, tasks_per_node=gpus, gpus_per_node=visible)
+    job = ex.submit(RunJob(to_dict(cell.cfg)))
+    _write_job(cell, executor, job, pid=_local_pid(job), host=os.uname().nodename)
+    return job
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _local_pid(job: Any) -> int | None:

@@ -23,6 +23,22 @@ from typing import Any
 import submitit
 
 
+def run_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume, or skip) the run of `config` in this process; its summary as a dict."""
+    from core.config import from_dict
+    from core.engine import run
+
+    outcome = run(from_dict(config))
+    metrics = outcome.record.get("metrics", {})
+    return {
+        "status": outcome.status,
+        "run_dir": str(outcome.run_dir.path),
+        "top1": metrics.get("top1"),
+        "flops_ratio": metrics.get("flops_ratio"),
+        "error": outcome.record.get("error"),
+    }
+
+
 class RunJob(submitit.helpers.Checkpointable):
     """`RunJob(config_dict)()` trains (or resumes, or skips) that run and returns its summary."""
 
@@ -35,23 +51,12 @@ class RunJob(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         import torch
 
-        from core.config import from_dict
-        from core.engine import run
-
         # As many threads as CPUs were allocated to this task: without cgroups (or in local
         # tasks) torch would start one per core of the node and oversubscribe it.
         allocated = os.environ.get("SLURM_CPUS_PER_TASK")
         cores = int(allocated) if allocated else torch.get_num_threads() // max(1, env.num_tasks)
         torch.set_num_threads(max(1, cores))
-        outcome = run(from_dict(self.config))
-        metrics = outcome.record.get("metrics", {})
-        return {
-            "status": outcome.status,
-            "run_dir": str(outcome.run_dir.path),
-            "top1": metrics.get("top1"),
-            "flops_ratio": metrics.get("flops_ratio"),
-            "error": outcome.record.get("error"),
-        }
+        return run_config(self.config)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Requeue the same job: the run folder holds its state (the engine wrote it)."""

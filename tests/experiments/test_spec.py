@@ -55,6 +55,29 @@ def test_smoke_profile_shrinks_the_same_grid():
         assert s.cfg.train.epochs < p.cfg.train.epochs and s.run_dir.path != p.run_dir.path
 
 
+def test_smoke_method_keys_reach_their_methods_cells_only(tmp_path):
+    smoke, paper = expand("table1", "smoke").cells, expand("table1", "paper").cells
+    for cell in smoke:
+        options = cell.cfg.prune.options
+        if cell.cfg.prune.method == "s2hpruner":
+            assert (options["mask_lr"], options["mask_momentum"]) == (60, 0.5)
+        else:
+            assert "mask_lr" not in options and "mask_momentum" not in options
+        if cell.cfg.prune.method == "group_sl":
+            assert options["max_prune_steps"] == 100  # the official 400 in the paper profile
+        assert cell.cfg.train.batch_size == 4
+    for cell in paper:  # the official defaults: mask_lr 2, the weights' momentum
+        if cell.cfg.prune.method == "s2hpruner":
+            assert (cell.cfg.prune.options["mask_lr"], cell.cfg.prune.options["mask_momentum"]) == (2.0, None)
+        if cell.cfg.prune.method == "group_sl":
+            assert cell.cfg.prune.options["max_prune_steps"] == 400
+    # an experiment's own value wins over the profile's method keys
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nbase: {data.name: cifar100, model.name: wrn28_10, prune.method: s2hpruner, prune.flops_target: 0.3, prune.options.mask_lr: 7}\n")
+    (cell,) = expand(str(path), "smoke").cells
+    assert (cell.cfg.prune.options["mask_lr"], cell.cfg.prune.options["mask_momentum"]) == (7, 0.5)
+
+
 def _cell(expansion, **labels):
     found = [c for c in expansion.all_cells if all(c.labels.get(k) == str(v) for k, v in labels.items())]
     assert len(found) == 1, labels

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SHRINK = ["data.options.train_size=64", "data.options.test_size=16", "train.epochs=1", "progress=false"]
+SHRINK = ["data.options.train_size=64", "data.options.test_size=16", "train.epochs=1", "train.batch_size=16", "progress=false"]
 
 
 @pytest.fixture

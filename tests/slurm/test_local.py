@@ -1,8 +1,10 @@
-"""The local and debug executors through `python -m experiments`, as a user runs them."""
+"""The local, inline and debug executors through `python -m experiments`, as a user runs them."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from experiments.cli import main
 from experiments.spec import expand
@@ -31,6 +33,20 @@ def test_local_runs_each_cell_in_a_subprocess_then_skips_them(grid, tmp_path, ca
     assert [c["run_dir"] for c in manifest["cells"]] == [str(c.run_dir.path.relative_to(root)) for c in cells]
     assert main(["status", path, "--output-root", root, *SHRINK]) == 0
     assert "2 done" in capsys.readouterr().out
+
+    # inline: the same runs in this process, to the same numbers as in their own interpreters
+    other = str(tmp_path / "inline")
+    assert main(["run", path, "--executor", "inline", "--output-root", other, *SHRINK]) == 0
+    assert "2 to run on inline" in capsys.readouterr().out
+    for cell, twin in zip(cells, expand(path, "smoke", SHRINK, output_root=other).cells):
+        job = json.loads((twin.run_dir.path / "job.json").read_text())
+        assert job["executor"] == "inline" and job["pid"] == __import__("os").getpid()
+        ours, theirs = (c.run_dir.read_record()["metrics"] for c in (cell, twin))
+        assert ours["top1"] == theirs["top1"] and ours["flops_ratio"] == theirs["flops_ratio"]
+        losses = [[json.loads(line)["train_loss"] for line in (c.run_dir.path / "log.jsonl").read_text().splitlines()]
+                  for c in (cell, twin)]
+        # the same up to the summation order of a different thread count (the tests run on one)
+        assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
 def test_debug_executor_runs_sources_before_the_runs_that_read_them(grid, tmp_path, capsys):
