@@ -4,13 +4,16 @@ importance this uses).
 
 Phases, splitting the run's budget (`budget_split`, see baselines/README.md):
 1. pre-train the dense network with the run's recipe;
-2. sparse learning: the same, with weight decay 0 and, after every backward pass, the group
-   regulariser (`GroupNormPruner.regularize`: reg 5e-4 times each group's L2 group norm
+2. sparse learning on its own official recipe (reproduce/main.py: SGD, momentum 0.9, lr 0.01,
+   x0.1 at 60 % and 80 % of the phase, weight decay 0) with, after every backward pass, the
+   group regulariser (`GroupNormPruner.regularize`: reg 5e-4 times each group's L2 group norm
    gradient, scaled per group by a factor in [1, alpha=16] that grows as the group's
    importance falls);
-3. pruning, up to `max_prune_steps` (400) global steps ranked by the L2 group magnitude
-   normalised by its maximum, stopping as soon as the suite's FLOPs counter (FlopCounterMode)
-   says the target is met; then fine-tuning with the run's recipe.
+3. pruning, up to `max_prune_steps` (400) global steps of torch-pruning's linear schedule
+   (each removes `pruning_ratio` / `max_prune_steps` of the channels; official 1.0 / 400),
+   ranked by the L2 group magnitude normalised by its maximum, stopping as soon as the
+   suite's FLOPs counter (FlopCounterMode) says the target is met; then fine-tuning with the
+   run's recipe.
 
 Groups: torch-pruning's own DependencyGraph groups, with the layers our substrate keeps
 (stem, classifier, `prune.keep`) ignored, so every method prunes the same channels.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
@@ -28,7 +31,7 @@ import torch_pruning as tp
 
 from baselines.budget import check_split, phase_ends, phase_optimizer
 from baselines.checks import require_cnn
-from core.config import RunConfig
+from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
@@ -63,16 +66,33 @@ def restore_structure(model: nn.Module, structure: dict[str, dict[str, Any]], st
 
 @dataclass
 class GroupSLOptions:
-    reg: float = 5e-4  # official
-    alpha: float = 16.0  # per-group scaling in [1, alpha] (official 2^4)
-    max_prune_steps: int = 400  # official iterative steps
-    max_channel_ratio: float = 0.95  # most of any layer's channels a step may remove
+    reg: float = 5e-4  # official --reg
+    alpha: float = 16.0  # per-group scaling in [1, alpha] (official regularize(alpha=2**4))
+    max_prune_steps: int = 400  # official --iterative-steps
+    # torch-pruning's `pruning_ratio`: the global channel sparsity its linear schedule reaches at
+    # the last of max_prune_steps steps, so each step removes pruning_ratio / max_prune_steps of
+    # the prunable channels (official 1.0: a quarter of a percent per step)
+    pruning_ratio: float = 1.0
+    max_pruning_ratio: float = 1.0  # torch-pruning's cap on any one layer's pruned share (official 1.0)
+    # the sparse-learning phase's own recipe (official --sl-lr 0.01, --sl-lr-decay-milestones 60,80
+    # of --sl-total-epochs 100, gamma 0.1, SGD momentum 0.9, weight decay 0), its milestones as
+    # fractions of the phase; sparse_lr null runs the phase on the run's own lr and schedule
+    sparse_lr: Optional[float] = 0.01
+    sparse_milestones: list[float] = field(default_factory=lambda: [0.6, 0.8])
+    sparse_gamma: float = 0.1
     budget_split: list[float] = field(default_factory=lambda: [0.5, 0.25, 0.25])  # pretrain, sparse, fine-tune
 
     def validate(self) -> None:
         check_split(self.budget_split, 3)
-        if self.reg < 0 or self.alpha < 1 or self.max_prune_steps < 1 or not 0 < self.max_channel_ratio < 1:
-            raise ConfigError("prune.options: reg >= 0, alpha >= 1, max_prune_steps >= 1, max_channel_ratio in (0, 1)")
+        if self.reg < 0 or self.alpha < 1 or self.max_prune_steps < 1:
+            raise ConfigError("prune.options: reg >= 0, alpha >= 1, max_prune_steps >= 1")
+        for key in ("pruning_ratio", "max_pruning_ratio"):
+            if not 0 < getattr(self, key) <= 1:
+                raise ConfigError(f"prune.options.{key} must be in (0, 1], got {getattr(self, key)}")
+        if self.sparse_lr is not None and self.sparse_lr <= 0:
+            raise ConfigError(f"prune.options.sparse_lr must be > 0 or null, got {self.sparse_lr}")
+        if any(not 0 < m < 1 for m in self.sparse_milestones) or not 0 < self.sparse_gamma <= 1:
+            raise ConfigError("prune.options: sparse_milestones in (0, 1) (fractions of the phase), sparse_gamma in (0, 1]")
 
 
 @PRUNERS.register("group_sl", options=GroupSLOptions, summary="Group-SL (DepGraph): group sparse learning, prune, fine-tune")
@@ -109,19 +129,31 @@ class GroupSLPruner(SubstratePruner):
         return tp.pruner.GroupNormPruner(
             self.model, self._example(),
             importance=tp.importance.GroupMagnitudeImportance(p=2, normalizer="max"),
-            reg=o.reg, global_pruning=True, pruning_ratio=o.max_channel_ratio,
+            reg=o.reg, global_pruning=True, pruning_ratio=o.pruning_ratio, max_pruning_ratio=o.max_pruning_ratio,
             iterative_steps=o.max_prune_steps, ignored_layers=self.ignored,
         )
 
     def _start_phase(self, phase: str) -> None:
         self.phase = phase
         start = 0 if phase == "pretrain" else self.ends[PHASES.index(phase) - 1]
-        train = self.cfg.train
+        train, steps = self.cfg.train, self.ends[PHASES.index(phase)] - start
         if phase == "sparse":
-            train = dataclasses.replace(train, weight_decay=0.0)  # official: no weight decay while sparse
+            train = self._sparse_recipe(steps)
             self.regulariser = self._tp_pruner()
-        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), train, self.ends[PHASES.index(phase)] - start)
+        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), train, steps)
         self.phase_start = start
+
+    def _sparse_recipe(self, steps: int) -> TrainConfig:
+        """The sparse-learning phase's recipe over its `steps` (see GroupSLOptions): weight decay
+        0 in any case (official), the official lr and step schedule unless sparse_lr is null."""
+        o, train = self.options, dataclasses.replace(self.cfg.train, weight_decay=0.0)
+        if o.sparse_lr is None:
+            return train
+        return dataclasses.replace(
+            train, epochs=steps, optimizer="sgd", lr=o.sparse_lr, momentum=0.9, nesterov=False,
+            schedule="step", milestones=[max(1, round(m * steps)) for m in o.sparse_milestones],
+            gamma=o.sparse_gamma, warmup_epochs=0,
+        )
 
     def _prune(self) -> None:
         """Global pruning steps until the counter meets the target (or the steps run out)."""
@@ -132,7 +164,7 @@ class GroupSLPruner(SubstratePruner):
             if steps == self.options.max_prune_steps:
                 ratio = count_flops(self.model, self.ctx.image_size) / self.dense_flops
                 raise RuntimeError(f"Group-SL reached only a FLOPs ratio of {ratio:.3f} in {steps} pruning steps "
-                                   f"(target {self.cfg.prune.flops_target}); raise max_channel_ratio")
+                                   f"(target {self.cfg.prune.flops_target}); raise pruning_ratio or max_prune_steps")
             pruner.step()
             steps += 1
         self.pruned_at = steps

@@ -1,22 +1,30 @@
 """OTOv2: DHSPG, the dual half-space projected gradient (Chen et al., ICLR 2023, "OTOv2:
-Automatic, Generic, User-Friendly"; official legacy code tianyic/only_train_once, OTOv2
-branch). The `only-train-once` 3.x package on PyPI no longer contains DHSPG, so this is a port
-of the algorithm onto our substrate.
+Automatic, Generic, User-Friendly"; official legacy code tianyic/only_train_once, branch
+otov2_legacy_backup, `only_train_once/optimizer/dhspg.py`). The `only-train-once` 3.x package
+on PyPI no longer contains DHSPG, so this is a port of the algorithm onto our substrate.
 
-Training from scratch, in three phases that split the run's budget (`budget_split`):
-1. warm-up: plain SGD (the run's optimizer and schedule);
-2. at the first step of phase 2, one partition: every unit's zero-invariant group (`zig.py`)
-   is scored by the cosine between -x and -grad plus its inverse normalised magnitude
-   (1 - |x| / max |x|), equally weighted; the highest-scoring units form the redundant set
-   G_p, as many as our exact FLOPs counter says must go to meet the target (bisection over
-   the count; every group keeps at least one unit);
-   then, every step, units of G_p take a group-lasso subgradient step lambda_g x / |x| on top
-   of the optimizer's step, with lambda_g starting at `lmbda` and multiplied by
-   `lmbda_amplify` (up to `hat_lmbda_coeff` x `lmbda`) whenever the loss gradient points away
-   from zero (<grad, x> < 0); a unit whose new value x_hat satisfies <x_hat, x> < epsilon |x|^2
-   is projected to zero (the half-space step) and stays zero;
-3. once G_p is all zero (units of G_p still non-zero when phase 2 ends are zeroed then, and
-   counted in the record as `forced_zero`), plain SGD with the zero units held at zero.
+Training from scratch with one optimizer and schedule (the run's), in three phases that split
+the run's budget (`budget_split`):
+1. warm-up: plain training;
+2. at the first step of phase 2, one partition (official `partition_groups`): with x a unit's
+   zero-invariant group (`zig.py`, n_g values) and d the step the optimizer takes for it per
+   unit of lr (official `grad_variant`: the gradient plus weight decay, through momentum), the
+   score is 0.5 * normalize(cos(-x, -d)) + 0.5 * normalize(1 / (|x| / n_g + 1e-6)), each term
+   L2-normalised over all units. The highest-scoring units form the redundant set G_p: as many
+   as our exact FLOPs counter says must go to meet the target (bisection over the count), plus
+   `tolerance` (official 0.05) of all units, every group keeping its lowest-scoring unit.
+   Then every step, units of G_p take a group-lasso step lambda x / |x| on top of the
+   optimizer's, lambda recomputed each step (official): `lmbda`, or where <x, d> < 0,
+   clip(lmbda_amplify * (-<x, d> / |x|), lmbda, hat_lmbda_coeff * lmbda), replaced by the
+   midpoint of that lower bound and the descent bound |d|^2 |x| / |<x, d>| where it reaches
+   the latter. A unit whose new value x_hat has <x_hat, x> < epsilon |x|^2 is projected to
+   zero (the half-space step) and stays zero, but no more units than the FLOPs target needs
+   (official: no more than its group-sparsity bound); once the zero units meet the target,
+   the penalty and projection stop and the rest of G_p trains on (official stopping rule);
+3. plain training with the zero units held at zero. Should phase 2 end before the half-space
+   steps met the target, the units of G_p with the smallest |x| are zeroed until it is met
+   (a fallback the official code, which has no deadline, never needs); the record counts the
+   units each way (`halfspace_zero`, `fallback_zero`).
 The exported network is the model with its zero units removed physically.
 """
 
@@ -27,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from baselines.budget import check_split, phase_ends, phase_optimizer
 from baselines.checks import require_cnn
@@ -41,23 +50,40 @@ PHASES = ("warmup", "projection", "train")
 
 @dataclass
 class OTOv2Options:
-    lmbda: float = 1e-3  # official
+    lmbda: float = 1e-3  # official (hyperparameter.py, the sgd variant)
     lmbda_amplify: float = 2.0  # official
     hat_lmbda_coeff: float = 10.0  # official
-    epsilon: float = 0.95  # half-space threshold, from the official tutorials
+    epsilon: float = 0.95  # half-space threshold (official tutorials 01 and 02: epsilon=0.95)
+    tolerance: float = 0.05  # share of all units added to G_p beyond the target (official tolerance_group_sparsity)
     budget_split: list[float] = field(default_factory=lambda: [0.1, 0.4, 0.5])  # warm-up, projection, training
 
     def validate(self) -> None:
         check_split(self.budget_split, 3)
         if self.lmbda <= 0 or self.lmbda_amplify < 1 or self.hat_lmbda_coeff < 1 or not 0 <= self.epsilon < 1:
             raise ConfigError("prune.options: lmbda > 0, lmbda_amplify >= 1, hat_lmbda_coeff >= 1, epsilon in [0, 1)")
+        if not 0 <= self.tolerance < 1:
+            raise ConfigError(f"prune.options.tolerance must be in [0, 1), got {self.tolerance}")
 
 
-def redundancy_scores(x: torch.Tensor, grad: torch.Tensor, max_norm: float) -> torch.Tensor:
-    """Per unit (rows of x): cos(-x, -grad) + (1 - |x| / max |x|); higher is more redundant."""
+def redundancy_scores(xs: list[torch.Tensor], ds: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Official partition score per unit (rows) of every group; higher is more redundant."""
+    cos = torch.cat([F.cosine_similarity(-x, -d, dim=1) for x, d in zip(xs, ds)])
+    magnitude = torch.cat([x.norm(dim=1) / x.shape[1] for x in xs])
+    scores = 0.5 * F.normalize(cos, dim=0) + 0.5 * F.normalize(1.0 / (magnitude + 1e-6), dim=0)
+    return list(scores.split([x.shape[0] for x in xs]))
+
+
+def dhspg_lambdas(x: torch.Tensor, d: torch.Tensor, o: OTOv2Options) -> torch.Tensor:
+    """Official per-step lambda of each unit (rows of x) from its step direction d."""
     norms = x.norm(dim=1)
-    cos = (x * grad).sum(1) / (norms * grad.norm(dim=1)).clamp_min(1e-12)
-    return 0.5 * cos + 0.5 * (1 - norms / max(max_norm, 1e-12))
+    inner = (x * d).sum(1)
+    lambdas = torch.full_like(norms, o.lmbda)
+    adjust = inner < 0
+    lower = -inner[adjust] / norms[adjust]
+    upper = d[adjust].square().sum(1) * norms[adjust] / -inner[adjust]
+    chosen = torch.clamp(o.lmbda_amplify * lower, min=o.lmbda, max=o.lmbda * o.hat_lmbda_coeff)
+    lambdas[adjust] = torch.where(chosen >= upper, (upper + lower) / 2, chosen)
+    return lambdas
 
 
 @PRUNERS.register("otov2", options=OTOv2Options, summary="OTOv2 (DHSPG), ported onto the suite's groups")
@@ -71,11 +97,12 @@ class OTOv2Pruner(SubstratePruner):
         self.groups = groups_for_run(self.model, self.cfg.prune, ctx.image_size)
         self.zig = ZeroInvariantGroups(self.model, self.groups)
         self.flops = FlopsModel(self.model, self.groups)
+        self.target_flops = self.cfg.prune.flops_target * self.flops.dense()
         self.ends = phase_ends(self.cfg.train.epochs * ctx.steps_per_epoch, self.options.budget_split)
         self.redundant = [torch.zeros(g.size, dtype=torch.bool) for g in self.groups]  # G_p
         self.zeroed = [torch.zeros(g.size, dtype=torch.bool) for g in self.groups]
-        self.lmbda = [torch.full((g.size,), self.options.lmbda) for g in self.groups]
-        self.forced_zero = 0
+        self.halfspace_zero = 0
+        self.fallback_zero = 0
         self.phase = "warmup"
         self._optimizer_for(0, self.ends[-1])
 
@@ -90,59 +117,82 @@ class OTOv2Pruner(SubstratePruner):
 
     # ----------------------------------------------------------------------------- DHSPG
 
-    def partition(self) -> None:
-        """Score every unit and choose G_p so that removing it meets the FLOPs target."""
-        xs = [self.zig.gather(g) for g in range(len(self.groups))]
-        max_norm = max(float(x.norm(dim=1).max()) for x in xs)
-        scores = [redundancy_scores(x, self.zig.gather(g, grad=True), max_norm).cpu() for g, x in enumerate(xs)]
-        # Candidates in decreasing score; the best unit of each group is never a candidate.
-        candidates = []
-        for g, s in enumerate(scores):
-            order = torch.argsort(s, descending=True)
-            candidates += [(float(s[u]), g, int(u)) for u in order[:-1]]
-        candidates.sort(key=lambda c: -c[0])
-        sizes = self.groups.sizes
+    def _flops_without(self, zeroed: list[torch.Tensor]) -> float:
+        return self.flops.exact_widths([g.size - int(z.sum()) for g, z in zip(self.groups, zeroed)])
 
-        def kept(count: int) -> list[int]:
-            widths = list(sizes)
-            for _, g, _ in candidates[:count]:
-                widths[g] -= 1
-            return widths
+    def _fewest(self, order: list[tuple[int, int]], base: list[torch.Tensor]) -> int:
+        """How many units of `order` ((group, unit), first first), removed on top of `base`,
+        meet the FLOPs target; len(order) + 1 when even all of them do not."""
+        def removed(count: int) -> list[torch.Tensor]:
+            out = [b.clone() for b in base]
+            for g, u in order[:count]:
+                out[g][u] = True
+            return out
 
-        target = self.cfg.prune.flops_target * self.flops.dense()
-        low, high = 0, len(candidates)
-        if self.flops.exact_widths(kept(high)) > target:
-            raise ConfigError(f"OTOv2 cannot reach a FLOPs ratio of {self.cfg.prune.flops_target} on these groups")
-        while low < high:  # the fewest removals that meet the target
+        if self._flops_without(removed(len(order))) > self.target_flops:
+            return len(order) + 1
+        low, high = 0, len(order)
+        while low < high:
             mid = (low + high) // 2
-            if self.flops.exact_widths(kept(mid)) <= target:
+            if self._flops_without(removed(mid)) <= self.target_flops:
                 high = mid
             else:
                 low = mid + 1
-        for _, g, u in candidates[:low]:
+        return low
+
+    def partition(self, xs: list[torch.Tensor], ds: list[torch.Tensor]) -> None:
+        """Choose G_p from the units' scores (see the module docstring)."""
+        scores = [s.cpu() for s in redundancy_scores(xs, ds)]
+        candidates = []  # every group keeps its lowest-scoring unit out of G_p
+        for g, s in enumerate(scores):
+            order = torch.argsort(s, descending=True, stable=True)
+            candidates += [(float(s[u]), g, int(u)) for u in order[:-1]]
+        candidates.sort(key=lambda c: -c[0])
+        order = [(g, u) for _, g, u in candidates]
+        needed = self._fewest(order, [torch.zeros_like(z) for z in self.zeroed])
+        if needed > len(order):
+            raise ConfigError(f"OTOv2 cannot reach a FLOPs ratio of {self.cfg.prune.flops_target} on these groups")
+        extra = int(self.options.tolerance * sum(self.groups.sizes))
+        for g, u in order[:needed + extra]:
             self.redundant[g][u] = True
 
-    def project(self, before: list[torch.Tensor], lr: float) -> None:
-        """Group-lasso step and half-space projection on G_p (after the optimizer's step)."""
+    def project(self, xs: list[torch.Tensor], ds: list[torch.Tensor], lr: float) -> None:
+        """After the optimizer's step: the group-lasso step on G_p, then the half-space
+        projection, zeroing no more units than the target needs (xs, ds: before the step)."""
         o = self.options
+        proposals: list[tuple[float, int, int]] = []
         for g in range(len(self.groups)):
-            active = self.redundant[g] & ~self.zeroed[g]
+            active = (self.redundant[g] & ~self.zeroed[g]).to(xs[g].device)
             if not active.any():
                 continue
-            x, grad = before[g], self.zig.gather(g, grad=True)
-            x_hat = self.zig.gather(g)
-            norms = x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            away = (grad * x).sum(1) < 0  # the loss pushes this unit away from zero
-            lmbda = self.lmbda[g].to(x.device)
-            lmbda = torch.where(away.cpu().to(lmbda.device) & active.to(lmbda.device),
-                                torch.clamp(lmbda * o.lmbda_amplify, max=o.hat_lmbda_coeff * o.lmbda), lmbda)
-            self.lmbda[g] = lmbda.cpu()
-            rows = active.to(x.device)
-            x_hat[rows] = x_hat[rows] - lr * lmbda.to(x.device)[rows, None] * x[rows] / norms[rows]
+            x, d, x_hat = xs[g][active], ds[g][active], self.zig.gather(g)
+            norms = x.norm(dim=1, keepdim=True)
+            lasso = torch.where(norms > 0, x / (norms + 1e-8), torch.zeros_like(x))
+            x_hat[active] = x_hat[active] - lr * dhspg_lambdas(x, d, o)[:, None] * lasso
             self.zig.scatter(g, x_hat)
-            halfspace = ((x_hat * x).sum(1) < o.epsilon * x.square().sum(1)).cpu() & active
-            self.zeroed[g] |= halfspace
-            self.zig.zero(g, halfspace.nonzero().flatten())
+            ratio = (x_hat[active] * x).sum(1) / norms.squeeze(1).square().clamp_min(1e-30)
+            units = active.nonzero().flatten().tolist()
+            proposals += [(float(r), g, u) for r, u in zip(ratio.cpu(), units) if r < o.epsilon]
+        self.halfspace_zero += self._zero_first(proposals)  # the deepest into the half-space first
+
+    def reached(self) -> bool:
+        return self._flops_without(self.zeroed) <= self.target_flops
+
+    def _fallback(self) -> None:
+        """Phase 2 ended short of the target: zero G_p's smallest units until it is met."""
+        left = [(float(self.zig.gather(g)[u].norm()), g, u) for g in range(len(self.groups))
+                for u in (self.redundant[g] & ~self.zeroed[g]).nonzero().flatten().tolist()]
+        self.fallback_zero += self._zero_first(left)
+
+    def _zero_first(self, ranked: list[tuple[float, int, int]]) -> int:
+        """Zero the (key, group, unit) entries in increasing key, no more than the target needs;
+        how many were zeroed."""
+        order = [(g, u) for _, g, u in sorted(ranked)]
+        take = min(len(order), self._fewest(order, self.zeroed))
+        for g, u in order[:take]:
+            self.zeroed[g][u] = True
+        self._hold_zeros()
+        return take
 
     def _hold_zeros(self) -> None:
         for g, zeroed in enumerate(self.zeroed):
@@ -152,28 +202,32 @@ class OTOv2Pruner(SubstratePruner):
 
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
-        if self.phase == "warmup" and step >= self.ends[0]:
-            self.partition()
-            self.phase = "projection"
-        before = [self.zig.gather(g) for g in range(len(self.groups))] if self.phase == "projection" else None
+        starting = self.phase == "warmup" and step >= self.ends[0]
+        projecting = self.phase == "projection" or starting
+        xs = [self.zig.gather(g) for g in range(len(self.groups))] if projecting else None
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
-        if before is not None:
-            self.project(before, lr)
+        if projecting:
+            # the optimizer's step per unit of lr: the official gradient variant (the raw
+            # gradient where the schedule's lr is 0 and the step says nothing)
+            ds = ([(x - self.zig.gather(g)) / lr for g, x in enumerate(xs)] if lr > 0
+                  else [self.zig.gather(g, grad=True) for g in range(len(self.groups))])
+            if starting:
+                self.partition(xs, ds)
+                self.phase = "projection"
+            if lr > 0:
+                self.project(xs, ds, lr)
         self._hold_zeros()
         self.scheduler.step_update(step + 1 - self.phase_start)
-        if self.phase == "projection" and (step + 1 == self.ends[1] or all(
-                bool((z | ~r).all()) for z, r in zip(self.zeroed, self.redundant))):
-            self._finish_projection()
+        self._stop_projection(step)
         return StepResult(loss, logits)
 
-    def _finish_projection(self) -> None:
-        for g in range(len(self.groups)):
-            left = self.redundant[g] & ~self.zeroed[g]
-            self.forced_zero += int(left.sum())
-            self.zeroed[g] |= left
-        self._hold_zeros()
-        self.phase = "train"
+    def _stop_projection(self, step: int) -> None:
+        """End phase 2 once the zero units meet the target, or at its deadline (the fallback)."""
+        if self.phase == "projection" and (self.reached() or step + 1 >= self.ends[1]):
+            if not self.reached():
+                self._fallback()
+            self.phase = "train"
 
     def keep_masks(self) -> list[torch.Tensor]:
         return [(~z).float() for z in self.zeroed]
@@ -189,15 +243,16 @@ class OTOv2Pruner(SubstratePruner):
         return slim(self.model, self.groups, self.keep_masks()).eval()
 
     def final_metrics(self) -> dict[str, Any]:
-        return {"forced_zero": self.forced_zero}
+        return {"halfspace_zero": self.halfspace_zero, "fallback_zero": self.fallback_zero}
 
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "redundant": list(self.redundant), "zeroed": list(self.zeroed), "lmbda": list(self.lmbda),
-                "forced_zero": self.forced_zero}
+                "redundant": list(self.redundant), "zeroed": list(self.zeroed),
+                "halfspace_zero": self.halfspace_zero, "fallback_zero": self.fallback_zero}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.phase, self.forced_zero = state["phase"], state["forced_zero"]
-        self.redundant, self.zeroed, self.lmbda = list(state["redundant"]), list(state["zeroed"]), list(state["lmbda"])
+        self.phase = state["phase"]
+        self.halfspace_zero, self.fallback_zero = state["halfspace_zero"], state["fallback_zero"]
+        self.redundant, self.zeroed = list(state["redundant"]), list(state["zeroed"])

@@ -2,21 +2,24 @@
 (Chen et al., ICML 2022, "Coarsening the Granularity: Towards Structurally Sparse Lottery
 Tickets"; official code VITA-Group/Structure-LTH).
 
-Phases, splitting the run's budget (`budget_split`):
-1. train to the rewind point and save the weights (`rewind`: the first share of the budget);
-2. IMP rounds, each training from the rewound weights under the current mask for an equal
-   share of the rounds' budget, then removing `prune_fraction` (20 %) of the remaining conv
-   weights by global magnitude (the stem is never pruned) and rewinding. The number of
-   rounds is planned from the target (`rounds`: as many 20 % rounds as a weight density
-   equal to the target takes) and stops early when the refilled network meets the target;
-   where a full round would overshoot, the last round prunes only the fraction that lands
-   on the target (bisection);
+Phases, splitting the run's budget (`budget_split`: IMP rounds, retraining):
+1. the first IMP round trains the dense network on one schedule and saves the weights at
+   `rewind_fraction` (10 %) of it, the rewind point (official: epoch 16 of 160);
+2. IMP rounds, each training for an equal share of the rounds' budget (after the first, from
+   the rewound weights under the current mask), then removing `prune_fraction` (20 %) of the
+   remaining conv weights by global magnitude (the stem is never pruned) and rewinding. The
+   number of rounds is planned from the target (`rounds`: as many 20 % rounds as a weight
+   density equal to the target takes) and stops early when the refilled network meets the
+   target; where a full round would overshoot, the last round prunes only the fraction that
+   lands on the target (bisection). After every round the weight mask is refilled (step 3)
+   to whole channels and the next round prunes inside them (`refill=every_round`, the
+   paper's method and main_imp_fillback.py; `refill=once` refills after the last round only);
 3. refill: for every pruned conv, n = how many whole output channels its surviving weights
-   could fill; keep the int(n + (C - n) * refill_rate) channels with the most survivors
-   (rate 0: "Refill", > 0: "Refill+"); within each of our channel groups, the kept channels
-   of its convs are reconciled by union (`reconcile=union`; `intersection` keeps only the
-   channels every producer keeps). Channel groups produced by linear layers are not pruned
-   (IMP prunes convolutions). Then rewind, slim physically and retrain with the run's recipe.
+   could fill; keep the int(n + (C - n) * refill_rate) + 1 channels with the most survivors,
+   the official count (`refill_channels`; rate 0: "Refill", > 0: "Refill+"); within each of our channel groups, the kept channels of its convs are
+   reconciled by union (`reconcile=union`; `intersection` keeps only the channels every
+   producer keeps). Channel groups produced by linear layers are not pruned (IMP prunes
+   convolutions). Then rewind, slim physically and retrain with the run's recipe.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from core.groups import FlopsModel, GroupSet, groups_for_run, slim
 from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
 
 RECONCILE = ("union", "intersection")
+REFILLS = ("every_round", "once")
 
 
 @dataclass
@@ -43,14 +47,24 @@ class RefillOptions:
     prune_fraction: float = 0.2  # official: 20 % of the remaining weights per round
     refill_rate: float = 0.0  # 0: Refill, > 0: Refill+
     reconcile: str = "union"
-    budget_split: list[float] = field(default_factory=lambda: [0.05, 0.6, 0.35])  # rewind point, IMP rounds, retraining
+    # every_round (the paper and main_imp_fillback.py: each IMP round's weight mask is refilled
+    # to whole channels before the next round prunes inside it) | once (at the end of IMP)
+    refill: str = "every_round"
+    # the rewind snapshot, as a fraction of the first round's schedule (official: epoch 16 of its
+    # 160, while the learning rate is still high; main_imp_fillback.py)
+    rewind_fraction: float = 0.1
+    budget_split: list[float] = field(default_factory=lambda: [0.65, 0.35])  # IMP rounds, retraining
 
     def validate(self) -> None:
-        check_split(self.budget_split, 3)
+        check_split(self.budget_split, 2)
+        if not 0 <= self.rewind_fraction < 1:
+            raise ConfigError(f"prune.options.rewind_fraction must be in [0, 1), got {self.rewind_fraction}")
         if not 0 < self.prune_fraction < 1 or not 0 <= self.refill_rate <= 1:
             raise ConfigError("prune.options: prune_fraction in (0, 1) and refill_rate in [0, 1] are needed")
         if self.reconcile not in RECONCILE:
             raise ConfigError(f"prune.options.reconcile must be one of {', '.join(RECONCILE)}, got {self.reconcile!r}")
+        if self.refill not in REFILLS:
+            raise ConfigError(f"prune.options.refill must be one of {', '.join(REFILLS)}, got {self.refill!r}")
 
 
 def prunable_convs(model: nn.Module, groups: GroupSet) -> list[str]:
@@ -75,13 +89,19 @@ def global_magnitude_masks(weights: dict[str, torch.Tensor], masks: dict[str, to
 
 
 def refill_channels(mask: torch.Tensor, rate: float) -> torch.Tensor:
-    """Boolean [out channels]: the int(n + (C - n) * rate) channels with the most survivors."""
+    """Boolean [out channels]: the min(C, m + 1) channels with the most survivors (ties by
+    index), with n = surviving weights / weights per channel (a float) and
+    m = int(n + (C - n) * rate): the count of the official `remain` rule (pruning_utils.py,
+    `prune_model_custom_fillback`: the channels above the max(C - m, 1)-th smallest survivor
+    count, plus one at it). Where several channels tie at that threshold the official rule
+    keeps only one of them, chosen at random, so a layer IMP left untouched (every count tied)
+    would shrink to one channel; we keep the count instead (baselines/README.md)."""
     per_channel = mask.reshape(mask.shape[0], -1).sum(1)
     c, weights_per_channel = mask.shape[0], mask[0].numel()
-    n = int(mask.sum()) // weights_per_channel
-    keep = max(1, min(c, int(n + (c - n) * rate)))
+    n = float(mask.sum()) / weights_per_channel
+    keep = min(c, int(n + (c - n) * rate) + 1)
     chosen = torch.zeros(c, dtype=torch.bool)
-    chosen[torch.argsort(per_channel, descending=True, stable=True)[:keep]] = True
+    chosen[torch.argsort(per_channel.cpu(), descending=True, stable=True)[:keep]] = True
     return chosen
 
 
@@ -101,18 +121,23 @@ class RefillPruner(SubstratePruner):
         modules = dict(self.model.named_modules())
         self.masks = {n: torch.ones_like(modules[n].weight, device="cpu") for n in self.convs}
         total = self.cfg.train.epochs * ctx.steps_per_epoch
-        rewind_end, rounds_end, _ = phase_ends(total, o.budget_split)
+        rounds_end, _ = phase_ends(total, o.budget_split)
         planned = max(1, math.ceil(math.log(self.cfg.prune.flops_target) / math.log(1 - o.prune_fraction)))
-        self.rounds = min(planned, rounds_end - rewind_end)  # a round needs at least one step
-        per_round = max(1, (rounds_end - rewind_end) // self.rounds)
-        self.round_ends = [min(rounds_end, rewind_end + per_round * (r + 1)) for r in range(self.rounds)]
+        self.rounds = min(planned, rounds_end)  # a round needs at least one step
+        per_round = max(1, rounds_end // self.rounds)
+        self.round_ends = [min(rounds_end, per_round * (r + 1)) for r in range(self.rounds)]
         self.round_ends[-1] = rounds_end
-        self.rewind_end, self.rounds_end = rewind_end, rounds_end
+        self.rounds_end = rounds_end
+        # the snapshot inside the first round, on that round's one schedule (0: the initial weights)
+        self.rewind_end = min(round(o.rewind_fraction * self.round_ends[0]), self.round_ends[0] - 1)
         self.rewind_state: dict[str, torch.Tensor] | None = None
+        if self.rewind_end == 0:
+            self._snapshot()
         self.round = 0
         self.keep: list[torch.Tensor] | None = None  # the refilled channel masks, once chosen
-        self.phase = "rewind"
-        self._fresh_optimizer(0, rewind_end)
+        self.last_fraction: float | None = None
+        self.phase = "rounds"
+        self._fresh_optimizer(0, self.round_ends[0])
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
@@ -160,17 +185,33 @@ class RefillPruner(SubstratePruner):
                 else:
                     low = mid
             candidate = global_magnitude_masks(weights, self.masks, high)
-            self.masks = candidate
+            self.last_fraction = high
             self.keep = self.refill(candidate)
+            self.masks = self.channel_masks(self.keep) if self.options.refill == "every_round" else candidate
+        elif self.options.refill == "every_round":  # the next round prunes inside whole channels
+            self.masks = self.channel_masks(self.refill(candidate))
         else:
             self.masks = candidate
         self.round += 1
+
+    def channel_masks(self, keep: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weight masks of the pruned convs from per-group channel keep-masks: a kept channel's
+        rows whole (weights IMP had removed come back, at their rewound values), the rest 0."""
+        masks = {n: torch.zeros_like(m) for n, m in self.masks.items()}
+        for group, unit in zip(self.groups, keep):
+            for member in group.producers():
+                if member.layer in masks:
+                    masks[member.layer][member.index[unit.bool()].flatten()] = 1
+        return masks
 
     def _apply_masks(self) -> None:
         modules = dict(self.model.named_modules())
         with torch.no_grad():
             for n, m in self.masks.items():
                 modules[n].weight.mul_(m.to(modules[n].weight.device))
+
+    def _snapshot(self) -> None:
+        self.rewind_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _rewind(self) -> None:
         self.model.load_state_dict(self.rewind_state)
@@ -184,11 +225,9 @@ class RefillPruner(SubstratePruner):
         if self.phase == "rounds":
             self._apply_masks()
         done = step + 1
-        if self.phase == "rewind" and done == self.rewind_end:
-            self.rewind_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.phase = "rounds"
-            self._fresh_optimizer(done, self.round_ends[0])
-        elif self.phase == "rounds" and done == self.round_ends[self.round]:
+        if self.phase == "rounds" and self.round == 0 and done == self.rewind_end:
+            self._snapshot()
+        if self.phase == "rounds" and done == self.round_ends[self.round]:
             self._prune_round()
             self._rewind()
             if self.keep is None:
@@ -219,21 +258,24 @@ class RefillPruner(SubstratePruner):
         return slim(self.model, self.groups, self.refill(self.masks)).eval()
 
     def final_metrics(self) -> dict[str, Any]:
-        return {"imp_rounds": self.round}
+        # the share of the surviving weights the last round removed (0.2 or less unless the
+        # planned rounds fell short of the target: see baselines/README.md)
+        return {"imp_rounds": self.round, "last_round_fraction": self.last_fraction}
 
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "round": self.round, "masks": dict(self.masks), "keep": self.keep,
+                "last_fraction": self.last_fraction,
                 "rewind_state": self.rewind_state, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "phase_start": self.phase_start}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.round, self.masks, self.keep = state["round"], dict(state["masks"]), state["keep"]
+        self.last_fraction = state["last_fraction"]
         self.rewind_state = state["rewind_state"]
         if state["phase"] == "retrain":
             self.model = slim(self.model, self.groups, self.keep)
         self.model.load_state_dict(state["model"])
         self.phase = state["phase"]
-        end = {"rewind": self.rewind_end, "retrain": self.cfg.train.epochs * self.ctx.steps_per_epoch}.get(
-            self.phase, self.round_ends[min(self.round, self.rounds - 1)])
+        end = self.cfg.train.epochs * self.ctx.steps_per_epoch if self.phase == "retrain" else self.round_ends[self.round]
         self._fresh_optimizer(state["phase_start"], end)
         self.optimizer.load_state_dict(state["optimizer"])

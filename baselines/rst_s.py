@@ -7,8 +7,9 @@ From the randomly initialised dense network:
    meets the FLOPs target: at random (`selection=rand`, as the paper describes) or those with
    the smallest L1 producer rows (`l1_min`, the official code's default);
 2. transformation phase: train with a growing L2 penalty on the producer weight rows of those
-   units only (official: +1e-4 every 5 iterations up to 1.0, then held while the network
-   stabilises; SGD lr 0.001, momentum 0.9);
+   units only (official: +1e-4 every 5 iterations up to 1.0, or until every penalised layer's
+   kept rows are on average `mag_ratio_limit` (1000) times larger than its removed ones, then
+   held while the network stabilises; SGD lr 0.001, momentum 0.9, weight decay 5e-4);
 3. remove them physically and train the slimmed network with the run's optimizer and schedule.
 
 Phases split the run's budget (`budget_split`, see baselines/README.md). The penalty's growth
@@ -41,8 +42,14 @@ class RSTOptions:
     reg_ceiling: float = 1.0  # the penalty's upper limit (official 1.0)
     reg_increment: Optional[float] = None  # null: scaled to the phase; official 1e-4
     growth_fraction: float = 50000 / 90000  # share of the phase spent growing (official 50k of 90k)
-    transform_lr: float = 0.001  # official
-    transform_momentum: float = 0.9  # official
+    transform_lr: float = 0.001  # official --lr_prune
+    transform_momentum: float = 0.9  # official --momentum
+    # the transformation phase's SGD weight decay: official --wd, 0.0005 in DLTH's CIFAR commands
+    # (README.md), whatever the run's own (AdamW's 0.05 for ViT/Swin would be coupled L2 here)
+    transform_weight_decay: float = 5e-4
+    # the penalty stops growing once every penalised layer's kept/removed mean |row| ratio (an
+    # exponential average, 0.9 old + 0.1 new, at each increment) reaches this (official 1000)
+    mag_ratio_limit: float = 1000.0
     budget_split: list[float] = field(default_factory=lambda: [0.35, 0.65])  # transformation, training
 
     def validate(self) -> None:
@@ -51,6 +58,8 @@ class RSTOptions:
         check_split(self.budget_split, 2)
         if self.reg_interval < 1 or self.reg_ceiling <= 0 or not 0 < self.growth_fraction <= 1:
             raise ConfigError("prune.options: reg_interval >= 1, reg_ceiling > 0 and growth_fraction in (0, 1] are needed")
+        if self.transform_weight_decay < 0 or self.mag_ratio_limit <= 1:
+            raise ConfigError("prune.options: transform_weight_decay >= 0 and mag_ratio_limit > 1 are needed")
 
 
 def eligible(groups: GroupSet) -> list[bool]:
@@ -107,13 +116,19 @@ class RSTPruner(SubstratePruner):
         growth_steps = max(1, round(o.growth_fraction * self.transform_end))
         self.increment = o.reg_increment if o.reg_increment is not None else o.reg_ceiling * o.reg_interval / growth_steps
         self.reg = 0.0
+        self.growing = True  # the penalty still grows (until the ceiling or the magnitude-ratio stop)
+        self.grown_until: int | None = None  # the step at which the magnitude ratios stopped it
+        self.mag_ratio: dict[str, float] = {}  # per penalised layer, the averaged kept/removed ratio
         self.phase = "transform"
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.transform_lr, momentum=o.transform_momentum,
-                                         weight_decay=cfg.train.weight_decay)
+                                         weight_decay=o.transform_weight_decay)
         self.scheduler = None
-        # (layer, rows) of every producer row under the penalty
-        self.penalised = [(m.layer, m.index[(k == 0).nonzero().flatten()].flatten())
-                          for g, k in zip(self.groups, self.keep) for m in g.producers() if (k == 0).any()]
+        self.penalised = self._penalised_rows(self.keep)
+
+    def _penalised_rows(self, keep: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
+        """(layer, rows) of every producer row under the penalty: the units `keep` removes."""
+        return [(m.layer, m.index[(k == 0).nonzero().flatten()].flatten())
+                for g, k in zip(self.groups, keep) for m in g.producers() if (k == 0).any()]
 
     def _choose(self, widths: list[int]) -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, PRUNE_SELECTION))
@@ -151,13 +166,32 @@ class RSTPruner(SubstratePruner):
                     weight.grad = torch.zeros_like(weight)
                 weight.grad[rows] += self.reg * weight[rows]
 
+    def _magnitudes_separated(self) -> bool:
+        """Update each penalised layer's averaged ratio of its kept rows' mean |w| to its removed
+        rows' (official `_update_mag_ratio`); True once every one reaches mag_ratio_limit."""
+        modules = dict(self.model.named_modules())
+        removed: dict[str, torch.Tensor] = {}
+        for layer, rows in self.penalised:
+            removed[layer] = torch.cat([removed[layer], rows]) if layer in removed else rows
+        with torch.no_grad():
+            for layer, rows in removed.items():
+                row_mag = modules[layer].weight.abs().flatten(1).mean(1)
+                gone = torch.zeros(len(row_mag), dtype=torch.bool, device=row_mag.device)
+                gone[rows.to(row_mag.device)] = True
+                ratio = float(row_mag[~gone].mean() / row_mag[gone].mean())
+                old = self.mag_ratio.get(layer)
+                self.mag_ratio[layer] = ratio if old is None else 0.9 * old + 0.1 * ratio
+        return all(r >= self.options.mag_ratio_limit for r in self.mag_ratio.values())
+
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         if self.phase == "transform":
             self._penalise()
             self.optimizer.step()
-            if (step + 1) % self.options.reg_interval == 0:
+            if self.growing and (step + 1) % self.options.reg_interval == 0:
                 self.reg = min(self.options.reg_ceiling, self.reg + self.increment)
+                if self._magnitudes_separated():
+                    self.growing, self.grown_until = False, step + 1
             if step + 1 == self.transform_end:
                 self._remove()
         else:
@@ -175,7 +209,7 @@ class RSTPruner(SubstratePruner):
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         widths = [int(k.sum()) for k in self.keep]
         return {"flops_ratio": self.flops.exact(self.keep) / self.flops.dense(), "widths": widths,
-                "phase": self.phase, "reg": self.reg}
+                "phase": self.phase, "reg": self.reg, "reg_grown_until": self.grown_until}
 
     def eval_networks(self) -> dict[str, nn.Module]:
         return {"hard": self.export()}
@@ -183,13 +217,22 @@ class RSTPruner(SubstratePruner):
     def export(self) -> nn.Module:
         return self.model if self.phase == "train" else slim(self.model, self.groups, self.keep)
 
+    def final_metrics(self) -> dict[str, Any]:
+        """When the magnitude ratios stopped the penalty's growth (null: it grew to the ceiling or the
+        phase's end)."""
+        return {"reg_grown_until": self.grown_until}
+
     def state_dict(self) -> dict[str, Any]:
         return {"phase": self.phase, "reg": self.reg, "keep": list(self.keep), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict()}
+                "optimizer": self.optimizer.state_dict(), "growing": self.growing, "grown_until": self.grown_until,
+                "mag_ratio": dict(self.mag_ratio)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.keep = list(state["keep"])
+        self.penalised = self._penalised_rows(self.keep)  # the checkpoint's rows, not a fresh selection
         self.reg = state["reg"]
+        self.growing, self.grown_until = state["growing"], state["grown_until"]
+        self.mag_ratio = dict(state["mag_ratio"])
         if state["phase"] == "train" and self.phase == "transform":
             self._remove()
         self.model.load_state_dict(state["model"])

@@ -1,4 +1,4 @@
-"""Group-SL: the regulariser, weight decay 0 while sparse, pruning to the target, fine-tuning."""
+"""Group-SL: the regulariser, the sparse phase's official recipe, pruning to the target, fine-tuning."""
 
 from __future__ import annotations
 
@@ -45,3 +45,36 @@ def test_phases_weight_decay_pruning_and_fine_tuning(make_pruner, batch):
             assert abs(ratio - 0.35) <= 0.02
             assert pruner.pruned_at >= 1
     assert decays == {"pretrain": 0.001, "sparse": 0.0, "finetune": 0.001}
+
+
+def test_sparse_phase_runs_the_official_step_schedule(make_pruner, batch):
+    # official: lr 0.01, x0.1 at epochs 60 and 80 of 100; here the phase is steps 12-17 (6 steps),
+    # so the milestones fall after round(0.6 * 6) = 4 and round(0.8 * 6) = 5 of its steps
+    pruner, _ = make_pruner(*GSL, "train.lr=0.05")
+    lrs = {}
+    for step in range(18):
+        lrs.setdefault(pruner.phase, []).append(pruner.optimizer.param_groups[0]["lr"])
+        pruner.train_step(*batch, step // 6, step)
+    assert lrs["sparse"] == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.001, 0.0001])
+    group = pruner.optimizer.param_groups[0]
+    assert (group["momentum"], group["nesterov"]) == (0.9, False)
+
+
+def test_sparse_phase_on_the_runs_schedule_when_asked(make_pruner, batch):
+    pruner, _ = make_pruner(*GSL, "train.lr=0.05", "train.schedule=constant", "prune.options.sparse_lr=null")
+    for step in range(13):
+        pruner.train_step(*batch, step // 6, step)
+    assert pruner.phase == "sparse" and pruner.optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert pruner.optimizer.param_groups[0]["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("key, value, ok", [("pruning_ratio", 1.0, True), ("pruning_ratio", 1.5, False),
+                                            ("max_pruning_ratio", 0.0, False), ("sparse_milestones", "[0.6,1.2]", False)])
+def test_pruning_ratios_are_validated(tiny, key, value, ok):
+    from core.errors import ConfigError
+
+    if ok:
+        assert tiny(*GSL, f"prune.options.{key}={value}").prune.options[key] == value
+    else:
+        with pytest.raises(ConfigError, match=key.split("_")[0]):
+            tiny(*GSL, f"prune.options.{key}={value}")

@@ -25,16 +25,20 @@ def test_each_round_removes_a_fifth_of_the_remaining_weights():
         masks, alive = new, now
 
 
-def test_refill_keeps_the_stated_number_of_channels():
+def test_refill_keeps_the_official_number_of_channels():
     mask = torch.zeros(10, 4, 3, 3)
     mask[:3] = 1  # three full channels
-    mask[5, :2] = 1  # 18 more weights scattered over channels 5 and 7
+    mask[5, :2] = 1  # 18 more weights on channel 5, 12 on channel 7
     mask[7, :, :1] = 1
-    n = int(mask.sum()) // 36
-    assert n == 3
-    assert int(refill_channels(mask, 0.0).sum()) == 3
-    assert set(refill_channels(mask, 0.0).nonzero().flatten().tolist()) == {0, 1, 2}
-    assert int(refill_channels(mask, 0.5).sum()) == int(3 + 7 * 0.5)  # Refill+
+    # survivors per channel [36, 36, 36, 0, 0, 18, 0, 12, 0, 0]: n = 138 / 36 = 3.83, m = int(n) = 3;
+    # official: the threshold is the 7th smallest count, 18: the channels above it (0, 1, 2) and
+    # the one at it (5), m + 1 = 4 channels
+    assert refill_channels(mask, 0.0).nonzero().flatten().tolist() == [0, 1, 2, 5]
+    # Refill+ at rate 0.5: m = int(3.83 + 6.17 * 0.5) = 6, so 7 channels: the five with survivors
+    # and the first two empty ones (the official rule would keep one of the tied empty channels)
+    assert refill_channels(mask, 0.5).nonzero().flatten().tolist() == [0, 1, 2, 3, 4, 5, 7]
+    # a layer IMP left whole keeps every channel (m + 1 capped at C)
+    assert int(refill_channels(torch.ones(6, 2, 1, 1), 0.0).sum()) == 6
 
 
 def test_round_rewinds_and_the_union_rule(make_pruner, batch):
@@ -59,3 +63,45 @@ def test_round_rewinds_and_the_union_rule(make_pruner, batch):
     assert set(keep.nonzero().flatten().tolist()) == {i % group.size for i in range(len(producers))}
     pruner.options.reconcile = "intersection"  # the alternative: only what every producer keeps
     assert int(pruner.refill(masks)[group_index].sum()) == 1  # (never empty: the most-voted unit)
+
+
+def _round_one(make_pruner, batch, *extra):
+    pruner, _ = make_pruner(*REFILL, "prune.flops_target=0.15", *extra)  # a 15 % target takes several rounds
+    seen = {}
+    original = pruner._prune_round
+
+    def spy():
+        modules = dict(pruner.model.named_modules())
+        seen.update({n: modules[n].weight.detach().clone() for n in pruner.convs})
+        original()
+
+    pruner._prune_round = spy
+    for step in range(pruner.round_ends[0]):
+        pruner.train_step(*batch, 0, step)
+    assert pruner.round == 1 and pruner.keep is None and pruner.rounds >= 2
+    ones = {n: torch.ones_like(w) for n, w in seen.items()}
+    return pruner, global_magnitude_masks(seen, ones, 0.2)
+
+
+def test_every_round_refills_whole_channels_and_the_next_round_prunes_inside(make_pruner, batch):
+    pruner, candidate = _round_one(make_pruner, batch)
+    keep = pruner.refill(candidate)  # the official rule on this round's magnitude mask
+    masks = {n: m.clone() for n, m in pruner.masks.items()}
+    for group, unit in zip(pruner.groups, keep):
+        for member in group.producers():
+            if member.layer in masks:
+                rows = masks[member.layer][member.index[:, 0]].reshape(group.size, -1)
+                assert torch.equal(rows.amin(1), unit) and torch.equal(rows.amax(1), unit)  # whole channels
+    revived = sum(int((masks[n].bool() & ~candidate[n].bool()).sum()) for n in masks)
+    assert revived > 0  # refilled weights IMP had removed...
+    modules = dict(pruner.model.named_modules())
+    for name, mask in masks.items():  # ...come back at their rewound values
+        assert torch.equal(modules[name].weight.detach(), pruner.rewind_state[f"{name}.weight"] * mask)
+    for step in range(pruner.round_ends[0], pruner.round_ends[1]):
+        pruner.train_step(*batch, 0, step)
+    assert all(torch.all(pruner.masks[n] <= masks[n]) for n in masks)  # round 2 pruned inside them
+
+
+def test_refill_once_keeps_the_unstructured_mask_between_rounds(make_pruner, batch):
+    pruner, candidate = _round_one(make_pruner, batch, "prune.options.refill=once")
+    assert all(torch.equal(pruner.masks[n], candidate[n]) for n in candidate)

@@ -74,3 +74,65 @@ def test_selection_and_bisection(make_pruner):
 def test_target_below_the_floor_is_a_config_error(tiny):
     with pytest.raises(ConfigError, match="RST-S prunes interior groups only"):
         tiny("prune.method=rst_s", "prune.flops_target=0.01")
+
+
+@pytest.mark.parametrize("model, optimizer, size", [("resnet50", "sgd", 16), ("vit", "adamw", 16), ("swin", "adamw", 32)])
+def test_transformation_phase_has_the_official_weight_decay(tiny, model, optimizer, size):
+    # the run's own decay (AdamW's 0.05 for the transformers) would be coupled L2 in this SGD phase
+    from core.models import build_model
+    from core.pruner import PRUNERS, TrainContext
+
+    def transform_group(*extra: str) -> dict:
+        cfg = tiny(*RST, "prune.flops_target=0.5", f"model.name={model}", f"train.optimizer={optimizer}",
+                   "train.weight_decay=0.05", f"data.options.image_size={size}", *extra)
+        ctx = TrainContext(cfg, torch.device("cpu"), 6, 10, size)
+        pruner = PRUNERS.get("rst_s").factory(build_model(cfg.model, 10, size), ctx)
+        assert isinstance(pruner.optimizer, torch.optim.SGD)
+        return pruner.optimizer.param_groups[0]
+
+    group = transform_group()
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.001, 0.9, 5e-4)
+    assert transform_group("prune.options.transform_weight_decay=0.0")["weight_decay"] == 0.0
+
+
+def test_magnitude_ratio_is_averaged_per_layer_and_stops_the_growth(make_pruner, batch):
+    pruner, _ = make_pruner(*RST, "prune.options.reg_interval=1")
+    modules = dict(pruner.model.named_modules())
+    removed = {layer: rows for layer, rows in pruner.penalised}
+    with torch.no_grad():  # kept rows |w| = 2, removed rows |w| = 0.5: ratio 4 in every layer
+        for layer, rows in removed.items():
+            weight = modules[layer].weight
+            weight.fill_(2.0)
+            weight[rows] = -0.5
+    assert not pruner._magnitudes_separated()
+    assert set(pruner.mag_ratio) == set(removed) and all(r == pytest.approx(4.0) for r in pruner.mag_ratio.values())
+    with torch.no_grad():  # now ratio 2000: the average is 0.9 * 4 + 0.1 * 2000 = 203.6
+        for layer, rows in removed.items():
+            modules[layer].weight[rows] = 0.001
+    assert not pruner._magnitudes_separated()
+    assert all(r == pytest.approx(203.6) for r in pruner.mag_ratio.values())
+    pruner.options.mag_ratio_limit = 200.0
+    with torch.no_grad():
+        for layer, rows in removed.items():
+            modules[layer].weight[rows] = 0.001
+    assert pruner._magnitudes_separated()  # 0.9 * 203.6 + 0.1 * 2000 = 383.2 >= 200
+
+    # in training: once the ratios say so, the penalty is held where it is
+    fresh, _ = make_pruner(*RST, "prune.options.reg_interval=1")
+    calls = iter([False, False, True])
+    fresh._magnitudes_separated = lambda: next(calls)
+    regs = []
+    for step in range(6):
+        fresh.train_step(*batch, 0, step)
+        regs.append(fresh.reg)
+    assert regs == pytest.approx([fresh.increment, 2 * fresh.increment] + [3 * fresh.increment] * 4)
+    assert fresh.grown_until == 3 and fresh.final_metrics() == {"reg_grown_until": 3}
+
+
+def test_resume_inside_the_transformation_phase(interrupted_and_reference, exports_equal):
+    from baselines.rst_s import RSTPruner
+
+    args = ("prune.method=rst_s", "prune.flops_target=0.35", "model.width=0.25", "train.epochs=4",
+            "prune.options.reg_interval=1", "prune.options.mag_ratio_limit=1.5")
+    reference, resumed = interrupted_and_reference(RSTPruner, 4, *args)  # the phase ends after step 8
+    assert exports_equal(reference, resumed)
