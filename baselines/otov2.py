@@ -187,6 +187,8 @@ class OTOv2Pruner(SubstratePruner):
     def _zero_first(self, ranked: list[tuple[float, int, int]]) -> int:
         """Zero the (key, group, unit) entries in increasing key, no more than the target needs;
         how many were zeroed."""
+        if not ranked:  # most projection steps propose nothing: no FLOPs count, no rewrite
+            return 0
         order = [(g, u) for _, g, u in sorted(ranked)]
         take = min(len(order), self._fewest(order, self.zeroed))
         for g, u in order[:take]:

@@ -51,15 +51,13 @@ def test_partition_and_a_projection_step_follow_the_rules(make_pruner, batch):
     pruner, cfg = make_pruner(*OTO)
     for step in range(pruner.ends[0] + 1):  # warm-up, then the partition at the first projection step
         _step(pruner, batch, step)
-    assert pruner.phase in ("projection", "train")
+    assert pruner.phase == "projection"  # this seeded config does not meet the target at the partition step
     removed = [(~r).float() for r in pruner.redundant]
     assert pruner.flops.exact(removed) / pruner.flops.dense() <= 0.35
     assert all(not r.all() for r in pruner.redundant)  # every group keeps a unit out of G_p
     # G_p: the fewest units that meet the target, plus 5 % of all units (the official tolerance)
     extra = int(0.05 * sum(g.size for g in pruner.groups))
     assert sum(int(r.sum()) for r in pruner.redundant) > extra
-    if pruner.phase == "train":
-        pytest.skip("the target was met at the partition step")
     # One projection step, checked against the rule computed independently.
     x, y = batch
     before = [pruner.zig.gather(g).clone() for g in range(len(pruner.groups))]
