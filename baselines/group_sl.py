@@ -29,39 +29,43 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from baselines.budget import check_split, phase_ends, phase_optimizer
+from baselines.budget import check_split, phase_optimizer
 from baselines.checks import require_cnn
+from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 
-PHASES = ("pretrain", "sparse", "finetune")
 # Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
 # pruned network must hold to rebuild it on the dense model (tensors and primitives only).
 STRUCTURE = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
              "normalized_shape")
 
 
-def structure_of(model: nn.Module) -> dict[str, dict[str, Any]]:
-    return {name: {k: getattr(m, k) for k in STRUCTURE if hasattr(m, k)}
-            for name, m in model.named_modules() if any(hasattr(m, k) for k in STRUCTURE)}
+def structure_of(model: nn.Module) -> dict[str, Any]:
+    """The widths of a (possibly pruned) network: module attributes and tensor shapes."""
+    modules = {name: {k: getattr(m, k) for k in STRUCTURE if hasattr(m, k)}
+               for name, m in model.named_modules() if any(hasattr(m, k) for k in STRUCTURE)}
+    return {"modules": modules, "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}}
 
 
-def restore_structure(model: nn.Module, structure: dict[str, dict[str, Any]], state: dict[str, torch.Tensor]) -> None:
-    """Give `model` (same architecture, any widths) the widths and tensors of `state`."""
-    for name, attrs in structure.items():
+def restore_structure(model: nn.Module, structure: dict[str, Any]) -> None:
+    """Give `model` (same architecture, any widths) the widths of `structure`, with
+    uninitialised tensors of those shapes for `load_state_dict` to fill."""
+    for name, attrs in structure["modules"].items():
         module = model.get_submodule(name)
         for key, value in attrs.items():
             setattr(module, key, tuple(value) if isinstance(value, list) else value)
-    for key, value in state.items():
+    for key, shape in structure["shapes"].items():
         owner_name, _, attr = key.rpartition(".")
         owner = model.get_submodule(owner_name) if owner_name else model
         if attr in owner._parameters:
-            owner._parameters[attr] = nn.Parameter(value.clone(), requires_grad=owner._parameters[attr].requires_grad)
-        else:
-            owner._buffers[attr] = value.clone()
+            old = owner._parameters[attr]
+            owner._parameters[attr] = nn.Parameter(old.new_empty(shape), requires_grad=old.requires_grad)
+        elif owner._buffers.get(attr) is not None:
+            owner._buffers[attr] = owner._buffers[attr].new_empty(shape)
 
 
 @dataclass
@@ -96,24 +100,28 @@ class GroupSLOptions:
 
 
 @PRUNERS.register("group_sl", options=GroupSLOptions, summary="Group-SL (DepGraph): group sparse learning, prune, fine-tune")
-class GroupSLPruner(SubstratePruner):
+class GroupSLPruner(PhasedPruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
         super().__init__(model, ctx)
-        cfg = self.cfg
-        self.options = GroupSLOptions(**cfg.prune.options)
+        self.options = GroupSLOptions(**self.cfg.prune.options)
         self.model = model.to(ctx.device)
-        groups = groups_for_run(self.model, cfg.prune, ctx.image_size)
+        groups = groups_for_run(self.model, self.cfg.prune, ctx.image_size)
         self.flops = FlopsModel(self.model, groups)
         self.dense_flops = self.flops.dense()
         modules = dict(self.model.named_modules())
         self.ignored = [modules[m.layer] for g in groups.excluded for m in g.producers()]
-        self.ends = phase_ends(cfg.train.epochs * ctx.steps_per_epoch, self.options.budget_split)
-        self.phase = "pretrain"
         self.pruned_at: int | None = None
         self.regulariser: tp.pruner.GroupNormPruner | None = None  # alive during sparse learning
-        self._start_phase("pretrain")
+        pretrain, sparse, finetune = self.options.budget_split
+        run_recipe = lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)  # noqa: E731
+        self.phases = Phases([
+            Phase("pretrain", pretrain, optimizer=run_recipe),
+            Phase("sparse", sparse, optimizer=lambda steps: phase_optimizer(self.model.parameters(), self._sparse_recipe(steps), steps),
+                  setup=self._bind_regulariser),
+            Phase("finetune", finetune, optimizer=run_recipe, enter=lambda done: self._prune(), setup=self._drop_regulariser),
+        ], self.total_steps())
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
@@ -133,15 +141,11 @@ class GroupSLPruner(SubstratePruner):
             iterative_steps=o.max_prune_steps, ignored_layers=self.ignored,
         )
 
-    def _start_phase(self, phase: str) -> None:
-        self.phase = phase
-        start = 0 if phase == "pretrain" else self.ends[PHASES.index(phase) - 1]
-        train, steps = self.cfg.train, self.ends[PHASES.index(phase)] - start
-        if phase == "sparse":
-            train = self._sparse_recipe(steps)
-            self.regulariser = self._tp_pruner()
-        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), train, steps)
-        self.phase_start = start
+    def _bind_regulariser(self) -> None:
+        self.regulariser = self._tp_pruner()
+
+    def _drop_regulariser(self) -> None:
+        self.regulariser = None
 
     def _sparse_recipe(self, steps: int) -> TrainConfig:
         """The sparse-learning phase's recipe over its `steps` (see GroupSLOptions): weight decay
@@ -168,20 +172,12 @@ class GroupSLPruner(SubstratePruner):
             pruner.step()
             steps += 1
         self.pruned_at = steps
-        self.regulariser = None
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         if self.phase == "sparse":
             self.regulariser.regularize(self.model, alpha=self.options.alpha)
         self.optimizer.step()
-        self.scheduler.step_update(step + 1 - self.phase_start)
-        if self.phase != "finetune" and step + 1 == self.ends[PHASES.index(self.phase)]:
-            if self.phase == "pretrain":
-                self._start_phase("sparse")
-            else:
-                self._prune()
-                self._start_phase("finetune")
         return StepResult(loss, logits)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
@@ -196,12 +192,9 @@ class GroupSLPruner(SubstratePruner):
     def final_metrics(self) -> dict[str, Any]:
         return {"prune_steps": self.pruned_at}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "pruned_at": self.pruned_at, "model": self.model.state_dict(),
-                "structure": structure_of(self.model), "optimizer": self.optimizer.state_dict()}
+    def method_state(self) -> dict[str, Any]:
+        return {"pruned_at": self.pruned_at, "structure": structure_of(self.model)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        restore_structure(self.model, state["structure"], state["model"])
+    def load_method_state(self, state: dict[str, Any]) -> None:
+        restore_structure(self.model, state["structure"])
         self.pruned_at = state["pruned_at"]
-        self._start_phase(state["phase"])
-        self.optimizer.load_state_dict(state["optimizer"])

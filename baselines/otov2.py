@@ -37,16 +37,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.budget import check_split, phase_ends, phase_optimizer
+from baselines.budget import check_split, phase_optimizer
 from baselines.checks import require_cnn
+from baselines.phases import Phase, PhasedPruner, Phases
 from baselines.zig import ZeroInvariantGroups
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run, slim
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
-
-PHASES = ("warmup", "projection", "train")
-
+from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 
 @dataclass
 class OTOv2Options:
@@ -87,7 +85,7 @@ def dhspg_lambdas(x: torch.Tensor, d: torch.Tensor, o: OTOv2Options) -> torch.Te
 
 
 @PRUNERS.register("otov2", options=OTOv2Options, summary="OTOv2 (DHSPG), ported onto the suite's groups")
-class OTOv2Pruner(SubstratePruner):
+class OTOv2Pruner(PhasedPruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -98,22 +96,21 @@ class OTOv2Pruner(SubstratePruner):
         self.zig = ZeroInvariantGroups(self.model, self.groups)
         self.flops = FlopsModel(self.model, self.groups)
         self.target_flops = self.cfg.prune.flops_target * self.flops.dense()
-        self.ends = phase_ends(self.cfg.train.epochs * ctx.steps_per_epoch, self.options.budget_split)
         self.redundant = [torch.zeros(g.size, dtype=torch.bool) for g in self.groups]  # G_p
         self.zeroed = [torch.zeros(g.size, dtype=torch.bool) for g in self.groups]
         self.halfspace_zero = 0
         self.fallback_zero = 0
-        self.phase = "warmup"
-        self._optimizer_for(0, self.ends[-1])
+        warmup, projection, train = self.options.budget_split
+        self.phases = Phases([  # one optimizer and schedule for the whole run
+            Phase("warmup", warmup, optimizer=lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)),
+            Phase("projection", projection, leave=self._end_projection),
+            Phase("train", train),
+        ], self.total_steps())
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
         require_cnn(cfg, "otov2")
-
-    def _optimizer_for(self, start: int, end: int) -> None:
-        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), self.cfg.train, end - start)
-        self.phase_start = start
 
     # ----------------------------------------------------------------------------- DHSPG
 
@@ -202,10 +199,12 @@ class OTOv2Pruner(SubstratePruner):
 
     # ----------------------------------------------------------------------------- training
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+    def partitioned(self) -> bool:
+        return any(bool(r.any()) for r in self.redundant)
+
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
-        starting = self.phase == "warmup" and step >= self.ends[0]
-        projecting = self.phase == "projection" or starting
+        projecting = self.phase == "projection"
         xs = [self.zig.gather(g) for g in range(len(self.groups))] if projecting else None
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
@@ -214,22 +213,19 @@ class OTOv2Pruner(SubstratePruner):
             # gradient where the schedule's lr is 0 and the step says nothing)
             ds = ([(x - self.zig.gather(g)) / lr for g, x in enumerate(xs)] if lr > 0
                   else [self.zig.gather(g, grad=True) for g in range(len(self.groups))])
-            if starting:
+            if not self.partitioned():  # the first step of phase 2
                 self.partition(xs, ds)
-                self.phase = "projection"
             if lr > 0:
                 self.project(xs, ds, lr)
         self._hold_zeros()
-        self.scheduler.step_update(step + 1 - self.phase_start)
-        self._stop_projection(step)
+        if projecting and self.reached():  # the official stopping rule
+            self.phases.advance(step + 1)
         return StepResult(loss, logits)
 
-    def _stop_projection(self, step: int) -> None:
-        """End phase 2 once the zero units meet the target, or at its deadline (the fallback)."""
-        if self.phase == "projection" and (self.reached() or step + 1 >= self.ends[1]):
-            if not self.reached():
-                self._fallback()
-            self.phase = "train"
+    def _end_projection(self, done: int) -> None:
+        """Phase 2 ends: at the target, or at its deadline short of it (the fallback)."""
+        if not self.reached():
+            self._fallback()
 
     def keep_masks(self) -> list[torch.Tensor]:
         return [(~z).float() for z in self.zeroed]
@@ -247,14 +243,10 @@ class OTOv2Pruner(SubstratePruner):
     def final_metrics(self) -> dict[str, Any]:
         return {"halfspace_zero": self.halfspace_zero, "fallback_zero": self.fallback_zero}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "redundant": list(self.redundant), "zeroed": list(self.zeroed),
+    def method_state(self) -> dict[str, Any]:
+        return {"redundant": list(self.redundant), "zeroed": list(self.zeroed),
                 "halfspace_zero": self.halfspace_zero, "fallback_zero": self.fallback_zero}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.phase = state["phase"]
+    def load_method_state(self, state: dict[str, Any]) -> None:
         self.halfspace_zero, self.fallback_zero = state["halfspace_zero"], state["fallback_zero"]
         self.redundant, self.zeroed = list(state["redundant"]), list(state["zeroed"])

@@ -8,10 +8,11 @@ Phases, splitting the run's budget (`budget_split`: IMP rounds, retraining):
 2. IMP rounds, each training for an equal share of the rounds' budget (after the first, from
    the rewound weights under the current mask), then removing `prune_fraction` (20 %) of the
    remaining conv weights by global magnitude (the stem is never pruned) and rewinding. The
-   number of rounds is planned from the target (`rounds`: as many 20 % rounds as a weight
-   density equal to the target takes) and stops early when the refilled network meets the
-   target; where a full round would overshoot, the last round prunes only the fraction that
-   lands on the target (bisection). After every round the weight mask is refilled (step 3)
+   number of rounds is planned on the refilled FLOPs (`plan_rounds`: 20 % rounds and refills
+   simulated on the initial weights until the target is met) and IMP stops early when the
+   refilled network meets the target; where a full round would overshoot, or the last planned
+   round fall short, that round prunes only the fraction that lands on the target
+   (bisection). After every round the weight mask is refilled (step 3)
    to whole channels and the next round prunes inside them (`refill=every_round`, the
    paper's method and main_imp_fillback.py; `refill=once` refills after the last round only);
 3. refill: for every pruned conv, n = how many whole output channels its surviving weights
@@ -33,13 +34,17 @@ import torch.nn as nn
 
 from baselines.budget import check_split, phase_ends, phase_optimizer
 from baselines.checks import require_cnn
+from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 
 RECONCILE = ("union", "intersection")
 REFILLS = ("every_round", "once")
+MAX_ROUNDS = 100  # 0.8^100: far below any FLOPs target; a cap on the planning loop
+# the simulated refilled FLOPs stall when 5 rounds gain less than 0.001 of the dense FLOPs
+PLATEAU_ROUNDS, PLATEAU_GAIN = 5, 1e-3
 
 
 @dataclass
@@ -106,7 +111,7 @@ def refill_channels(mask: torch.Tensor, rate: float) -> torch.Tensor:
 
 
 @PRUNERS.register("refill", options=RefillOptions, summary="IMP-Refill (Structure-LTH): IMP with rewinding, then refilled channels")
-class RefillPruner(SubstratePruner):
+class RefillPruner(PhasedPruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -120,33 +125,30 @@ class RefillPruner(SubstratePruner):
             raise ConfigError("prune.method=refill found no convolution to prune")
         modules = dict(self.model.named_modules())
         self.masks = {n: torch.ones_like(modules[n].weight, device="cpu") for n in self.convs}
-        total = self.cfg.train.epochs * ctx.steps_per_epoch
-        rounds_end, _ = phase_ends(total, o.budget_split)
-        planned = max(1, math.ceil(math.log(self.cfg.prune.flops_target) / math.log(1 - o.prune_fraction)))
-        self.rounds = min(planned, rounds_end)  # a round needs at least one step
-        per_round = max(1, rounds_end // self.rounds)
-        self.round_ends = [min(rounds_end, per_round * (r + 1)) for r in range(self.rounds)]
-        self.round_ends[-1] = rounds_end
-        self.rounds_end = rounds_end
+        self.round = 0
+        self.keep: list[torch.Tensor] | None = None  # the refilled channel masks, once chosen
+        self.last_fraction: float | None = None
+        rounds_share, retrain_share = o.budget_split
+        rounds_steps = phase_ends(self.total_steps(), o.budget_split)[0]
+        # a round needs at least one step
+        self.rounds, self.rounds_plan = self.plan_rounds(min(rounds_steps, MAX_ROUNDS))
+        run_recipe = lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)  # noqa: E731
+        self.phases = Phases(
+            [Phase(f"round{r + 1}", rounds_share / self.rounds, optimizer=run_recipe, leave=self._end_round)
+             for r in range(self.rounds)]
+            + [Phase("retrain", retrain_share, optimizer=run_recipe, enter=lambda done: self._slim())],
+            self.total_steps())
+        self.round_ends = self.phases.ends[:self.rounds]
         # the snapshot inside the first round, on that round's one schedule (0: the initial weights)
         self.rewind_end = min(round(o.rewind_fraction * self.round_ends[0]), self.round_ends[0] - 1)
         self.rewind_state: dict[str, torch.Tensor] | None = None
         if self.rewind_end == 0:
             self._snapshot()
-        self.round = 0
-        self.keep: list[torch.Tensor] | None = None  # the refilled channel masks, once chosen
-        self.last_fraction: float | None = None
-        self.phase = "rounds"
-        self._fresh_optimizer(0, self.round_ends[0])
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
         require_cnn(cfg, "refill")
-
-    def _fresh_optimizer(self, start: int, end: int) -> None:
-        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), self.cfg.train, end - start)
-        self.phase_start = start
 
     # ----------------------------------------------------------------------------- refill
 
@@ -187,12 +189,35 @@ class RefillPruner(SubstratePruner):
             candidate = global_magnitude_masks(weights, self.masks, high)
             self.last_fraction = high
             self.keep = self.refill(candidate)
-            self.masks = self.channel_masks(self.keep) if self.options.refill == "every_round" else candidate
-        elif self.options.refill == "every_round":  # the next round prunes inside whole channels
-            self.masks = self.channel_masks(self.refill(candidate))
-        else:
-            self.masks = candidate
+        self.masks = self.next_masks(candidate)
         self.round += 1
+
+    def next_masks(self, candidate: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The weight masks the next round prunes inside: the round's refilled channels whole
+        (`refill=every_round`), or its unstructured masks (`once`)."""
+        return self.channel_masks(self.refill(candidate)) if self.options.refill == "every_round" else candidate
+
+    def plan_rounds(self, limit: int) -> tuple[int, str]:
+        """(rounds, how they were planned): how many rounds of `prune_fraction` the refilled FLOPs
+        need to meet the target, simulated on the initial weights' magnitudes (at most `limit`;
+        "refilled"). Where the simulated refilled FLOPs stall above the target (MobileNetV3: the
+        refill brings back what each round prunes, a plateau at 0.842 of the FLOPs at full
+        width), as many rounds as a weight density equal to the target takes ("density"), and the
+        last round prunes the rest. Training moves the magnitudes, so a real run may meet the
+        target a round early (it stops there) or late (`last_round_fraction`, baselines/README.md)."""
+        modules = dict(self.model.named_modules())
+        weights = {n: modules[n].weight for n in self.convs}
+        masks, history = self.masks, []
+        for rounds in range(1, limit + 1):
+            candidate = global_magnitude_masks(weights, masks, self.options.prune_fraction)
+            history.append(self.refilled_ratio(candidate))
+            if history[-1] <= self.cfg.prune.flops_target:
+                return rounds, "refilled"
+            if len(history) > PLATEAU_ROUNDS and history[-PLATEAU_ROUNDS - 1] - history[-1] < PLATEAU_GAIN:
+                break
+            masks = self.next_masks(candidate)
+        density = math.ceil(math.log(self.cfg.prune.flops_target) / math.log(1 - self.options.prune_fraction))
+        return max(1, min(density, limit)), "density"
 
     def channel_masks(self, keep: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Weight masks of the pruned convs from per-group channel keep-masks: a kept channel's
@@ -218,30 +243,27 @@ class RefillPruner(SubstratePruner):
 
     # ----------------------------------------------------------------------------- training
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         self.optimizer.step()
-        self.scheduler.step_update(step + 1 - self.phase_start)
-        if self.phase == "rounds":
+        if self.phase != "retrain":
             self._apply_masks()
-        done = step + 1
-        if self.phase == "rounds" and self.round == 0 and done == self.rewind_end:
+        if self.phase == "round1" and step + 1 == self.rewind_end:
             self._snapshot()
-        if self.phase == "rounds" and done == self.round_ends[self.round]:
-            self._prune_round()
-            self._rewind()
-            if self.keep is None:
-                self._apply_masks()
-                self._fresh_optimizer(done, self.round_ends[self.round])
-            else:
-                self._retrain(done)
         return StepResult(loss, logits)
 
-    def _retrain(self, start: int) -> None:
-        """Rewound weights, refilled channels kept (dense inside them), the run's recipe."""
+    def _end_round(self, done: int) -> str | None:
+        """A round ends: prune, rewind; retrain once the refilled channels are chosen."""
+        self._prune_round()
+        self._rewind()
+        if self.keep is not None:
+            return "retrain"
+        self._apply_masks()
+        return None
+
+    def _slim(self) -> None:
+        """Rewound weights, refilled channels kept (dense inside them), for the run's recipe."""
         self.model = slim(self.model, self.groups, self.keep)
-        self.phase = "retrain"
-        self._fresh_optimizer(start, self.cfg.train.epochs * self.ctx.steps_per_epoch)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         keep = self.keep if self.keep is not None else self.refill(self.masks)
@@ -260,22 +282,16 @@ class RefillPruner(SubstratePruner):
     def final_metrics(self) -> dict[str, Any]:
         # the share of the surviving weights the last round removed (0.2 or less unless the
         # planned rounds fell short of the target: see baselines/README.md)
-        return {"imp_rounds": self.round, "last_round_fraction": self.last_fraction}
+        return {"imp_rounds": self.round, "imp_rounds_planned": self.rounds, "rounds_plan": self.rounds_plan,
+                "last_round_fraction": self.last_fraction}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "round": self.round, "masks": dict(self.masks), "keep": self.keep,
-                "last_fraction": self.last_fraction,
-                "rewind_state": self.rewind_state, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "phase_start": self.phase_start}
+    def method_state(self) -> dict[str, Any]:
+        return {"round": self.round, "masks": dict(self.masks), "keep": self.keep, "last_fraction": self.last_fraction,
+                "rewind_state": self.rewind_state}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_method_state(self, state: dict[str, Any]) -> None:
         self.round, self.masks, self.keep = state["round"], dict(state["masks"]), state["keep"]
         self.last_fraction = state["last_fraction"]
         self.rewind_state = state["rewind_state"]
-        if state["phase"] == "retrain":
-            self.model = slim(self.model, self.groups, self.keep)
-        self.model.load_state_dict(state["model"])
-        self.phase = state["phase"]
-        end = self.cfg.train.epochs * self.ctx.steps_per_epoch if self.phase == "retrain" else self.round_ends[self.round]
-        self._fresh_optimizer(state["phase_start"], end)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.phase == "retrain":
+            self._slim()

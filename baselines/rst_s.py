@@ -25,11 +25,12 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from baselines.budget import check_split, phase_ends, phase_optimizer
+from baselines.budget import check_split, phase_optimizer
+from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
@@ -99,7 +100,7 @@ def uniform_widths(groups: GroupSet, flops: FlopsModel, target: float) -> list[i
 
 
 @PRUNERS.register("rst_s", options=RSTOptions, summary="RST-S (Dual Lottery Ticket Hypothesis), filter granularity")
-class RSTPruner(SubstratePruner):
+class RSTPruner(PhasedPruner):
     """See the module docstring."""
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
@@ -111,19 +112,26 @@ class RSTPruner(SubstratePruner):
         self.flops = FlopsModel(self.model, self.groups)
         widths = uniform_widths(self.groups, self.flops, cfg.prune.flops_target)
         self.keep = self._choose(widths)
-        total = cfg.train.epochs * ctx.steps_per_epoch
-        self.transform_end = phase_ends(total, o.budget_split)[0]
-        growth_steps = max(1, round(o.growth_fraction * self.transform_end))
-        self.increment = o.reg_increment if o.reg_increment is not None else o.reg_ceiling * o.reg_interval / growth_steps
         self.reg = 0.0
         self.growing = True  # the penalty still grows (until the ceiling or the magnitude-ratio stop)
         self.grown_until: int | None = None  # the step at which the magnitude ratios stopped it
         self.mag_ratio: dict[str, float] = {}  # per penalised layer, the averaged kept/removed ratio
-        self.phase = "transform"
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.transform_lr, momentum=o.transform_momentum,
-                                         weight_decay=o.transform_weight_decay)
-        self.scheduler = None
+        transform, train = o.budget_split
+        self.phases = Phases([
+            Phase("transform", transform, optimizer=self._transform_optimizer),
+            Phase("train", train, enter=lambda done: self._remove(),
+                  optimizer=lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)),
+        ], self.total_steps())
+        self.transform_end = self.phases.ends[0]
+        growth_steps = max(1, round(o.growth_fraction * self.transform_end))
+        self.increment = o.reg_increment if o.reg_increment is not None else o.reg_ceiling * o.reg_interval / growth_steps
         self.penalised = self._penalised_rows(self.keep)
+
+    def _transform_optimizer(self, steps: int) -> tuple[torch.optim.Optimizer, None]:
+        """The transformation phase's official SGD at a constant learning rate."""
+        o = self.options
+        return torch.optim.SGD(self.model.parameters(), lr=o.transform_lr, momentum=o.transform_momentum,
+                               weight_decay=o.transform_weight_decay), None
 
     def _penalised_rows(self, keep: list[torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
         """(layer, rows) of every producer row under the penalty: the units `keep` removes."""
@@ -183,28 +191,20 @@ class RSTPruner(SubstratePruner):
                 self.mag_ratio[layer] = ratio if old is None else 0.9 * old + 0.1 * ratio
         return all(r >= self.options.mag_ratio_limit for r in self.mag_ratio.values())
 
-    def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
+    def step(self, inputs: torch.Tensor, targets: torch.Tensor, step: int) -> StepResult:
         loss, logits = supervised_backward(self.model, self.optimizer, inputs, targets, self.cfg.train.label_smoothing)
         if self.phase == "transform":
             self._penalise()
-            self.optimizer.step()
-            if self.growing and (step + 1) % self.options.reg_interval == 0:
-                self.reg = min(self.options.reg_ceiling, self.reg + self.increment)
-                if self._magnitudes_separated():
-                    self.growing, self.grown_until = False, step + 1
-            if step + 1 == self.transform_end:
-                self._remove()
-        else:
-            self.optimizer.step()
-            self.scheduler.step_update(step + 1 - self.transform_end)
+        self.optimizer.step()
+        if self.phase == "transform" and self.growing and (step + 1) % self.options.reg_interval == 0:
+            self.reg = min(self.options.reg_ceiling, self.reg + self.increment)
+            if self._magnitudes_separated():
+                self.growing, self.grown_until = False, step + 1
         return StepResult(loss, logits)
 
     def _remove(self) -> None:
-        """End of the transformation: slim physically, then train with the run's recipe."""
+        """End of the transformation: slim physically (then the run's recipe trains it)."""
         self.model = slim(self.model, self.groups, self.keep)
-        self.phase = "train"
-        total = self.cfg.train.epochs * self.ctx.steps_per_epoch
-        self.optimizer, self.scheduler = phase_optimizer(self.model.parameters(), self.cfg.train, total - self.transform_end)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         widths = [int(k.sum()) for k in self.keep]
@@ -222,18 +222,15 @@ class RSTPruner(SubstratePruner):
         phase's end)."""
         return {"reg_grown_until": self.grown_until}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"phase": self.phase, "reg": self.reg, "keep": list(self.keep), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "growing": self.growing, "grown_until": self.grown_until,
+    def method_state(self) -> dict[str, Any]:
+        return {"reg": self.reg, "keep": list(self.keep), "growing": self.growing, "grown_until": self.grown_until,
                 "mag_ratio": dict(self.mag_ratio)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_method_state(self, state: dict[str, Any]) -> None:
         self.keep = list(state["keep"])
         self.penalised = self._penalised_rows(self.keep)  # the checkpoint's rows, not a fresh selection
         self.reg = state["reg"]
         self.growing, self.grown_until = state["growing"], state["grown_until"]
         self.mag_ratio = dict(state["mag_ratio"])
-        if state["phase"] == "train" and self.phase == "transform":
+        if self.phase == "train":
             self._remove()
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -49,7 +49,7 @@ def test_lambda_by_hand():
 
 def test_partition_and_a_projection_step_follow_the_rules(make_pruner, batch):
     pruner, cfg = make_pruner(*OTO)
-    for step in range(pruner.ends[0] + 1):  # warm-up, then the partition at the first projection step
+    for step in range(pruner.phases.ends[0] + 1):  # warm-up, then the partition at the first projection step
         _step(pruner, batch, step)
     assert pruner.phase == "projection"  # this seeded config does not meet the target at the partition step
     removed = [(~r).float() for r in pruner.redundant]
@@ -99,7 +99,7 @@ def test_partition_and_a_projection_step_follow_the_rules(make_pruner, batch):
         assert all(torch.equal(z, p) for z, p in zip(pruner.zeroed, proposed))
     # zero groups stay zero through later steps
     zeroed = [z.clone() for z in pruner.zeroed]
-    for step in range(pruner.ends[0] + 1, pruner.ends[0] + 4):
+    for step in range(pruner.phases.ends[0] + 1, pruner.phases.ends[0] + 4):
         _step(pruner, batch, step)
     for g, z in enumerate(zeroed):
         assert torch.all(pruner.zig.gather(g)[z] == 0)
@@ -107,11 +107,10 @@ def test_partition_and_a_projection_step_follow_the_rules(make_pruner, batch):
 
 def test_projection_stops_at_the_target_and_g_p_trains_on(make_pruner, batch):
     pruner, _ = make_pruner(*OTO)
-    for step in range(pruner.ends[0] + 1):
+    for step in range(pruner.phases.ends[0] + 1):
         _step(pruner, batch, step)
     if pruner.phase == "projection":  # meet the target (the fallback's way) well before the deadline
-        pruner._fallback()
-        pruner._stop_projection(pruner.ends[0] + 1)
+        pruner.phases.advance(pruner.phases.ends[0] + 1)  # its leave hook: the fallback
     assert pruner.reached() and pruner.phase == "train"
     zeroed = [z.clone() for z in pruner.zeroed]
     left = [r & ~z for r, z in zip(pruner.redundant, zeroed)]
@@ -123,7 +122,7 @@ def test_projection_stops_at_the_target_and_g_p_trains_on(make_pruner, batch):
     grads = [pruner.zig.gather(g, grad=True).clone() for g in range(len(pruner.groups))]
     before = [pruner.zig.gather(g).clone() for g in range(len(pruner.groups))]
     lr = pruner.optimizer.param_groups[0]["lr"]
-    _step(pruner, batch, pruner.ends[0] + 1)
+    _step(pruner, batch, pruner.phases.ends[0] + 1)
     assert pruner.phase == "train" and all(torch.equal(a, b) for a, b in zip(zeroed, pruner.zeroed))
     for g in range(len(pruner.groups)):  # plain SGD on the rest of G_p: no lasso once the target is met
         plain = before[g][left[g]] - lr * grads[g][left[g]]
@@ -132,7 +131,7 @@ def test_projection_stops_at_the_target_and_g_p_trains_on(make_pruner, batch):
 
 def test_fallback_zeroes_only_what_the_target_needs(make_pruner, batch):
     pruner, _ = make_pruner(*OTO)
-    for step in range(pruner.ends[0] + 1):
+    for step in range(pruner.phases.ends[0] + 1):
         _step(pruner, batch, step)
     pruner.zeroed = [torch.zeros_like(z) for z in pruner.zeroed]  # as if no half-space step had hit
     norms = {(g, u): float(pruner.zig.gather(g)[u].norm()) for g in range(len(pruner.groups))

@@ -105,3 +105,31 @@ def test_every_round_refills_whole_channels_and_the_next_round_prunes_inside(mak
 def test_refill_once_keeps_the_unstructured_mask_between_rounds(make_pruner, batch):
     pruner, candidate = _round_one(make_pruner, batch, "prune.options.refill=once")
     assert all(torch.equal(pruner.masks[n], candidate[n]) for n in candidate)
+
+
+def test_rounds_are_planned_on_the_refilled_flops(make_pruner):
+    pruner, _ = make_pruner(*REFILL, "train.epochs=40")  # 240 steps: the step cap does not bind
+    modules = dict(pruner.model.named_modules())  # still the initial weights
+    weights = {n: modules[n].weight.detach().clone() for n in pruner.convs}
+    masks = {n: torch.ones_like(w) for n, w in weights.items()}
+    ratios = []
+    for _ in range(pruner.rounds):  # 20 % rounds, each refilled to whole channels (every_round)
+        candidate = global_magnitude_masks(weights, masks, 0.2)
+        keep = pruner.refill(candidate)
+        ratios.append(pruner.flops.exact(keep) / pruner.flops.dense())
+        masks = {n: torch.zeros_like(m) for n, m in masks.items()}
+        for group, unit in zip(pruner.groups, keep):
+            for member in group.producers():
+                if member.layer in masks:
+                    masks[member.layer][member.index[unit.bool()].flatten()] = 1
+    assert pruner.rounds_plan == "refilled"
+    assert ratios[-1] <= 0.35 < ratios[-2]  # the first round whose refilled FLOPs meet the target
+    # more rounds than the weight density alone would take (0.8^5 < 0.35): the refill slows them
+    assert pruner.rounds > 5
+    assert pruner.phases.ends[:pruner.rounds] == pruner.round_ends and len(pruner.phases.ends) == pruner.rounds + 1
+
+
+def test_rounds_fall_back_to_the_density_where_the_refilled_flops_stall(make_pruner):
+    # MobileNetV3: each expansion group's depthwise convolution keeps nearly every channel
+    pruner, _ = make_pruner(*REFILL, "model.name=mobilenetv3", "train.epochs=40")
+    assert pruner.rounds_plan == "density" and pruner.rounds == 5  # 0.8^5 = 0.33 <= 0.35 < 0.8^4
