@@ -79,6 +79,6 @@ bench: install ## benchmarks into results/bench/: each method's training step an
 	$(PY) -m bench
 	$(PY) -m analysis.render_bench
 
-clean: ## remove the venv and the smoke-profile results (paper-profile runs are kept)
-	rm -rf $(VENV) results/runs/demo *.egg-info
-	@grep -l '"profile": "smoke"' results/runs/*/*/record.json 2>/dev/null | xargs -r -n1 dirname | xargs -r rm -rf
+clean: ## remove the venv and what the demo and the smoke profile wrote, listing it (paper and custom runs are kept)
+	python3 -m core.clean results
+	rm -rf $(VENV) *.egg-info

@@ -1,16 +1,19 @@
 """Run records as the analysis sees them: plain JSON read from `results/runs/*/*/`.
 
 `analysis/` never imports training code (DESIGN.md, "Style we follow"): everything here reads
-the files the engine wrote (`record.json`, `log.jsonl`, `widths.jsonl`, `architecture.json`)
+(with `core.files`, the standard-library module the engine writes them with) the files the engine wrote (`record.json`, `log.jsonl`, `widths.jsonl`, `architecture.json`)
 with the standard library, so a table renders in milliseconds on a laptop that has no torch.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from core.files import read_jsonl  # standard library only, like everything here
 
 PROFILES = ("paper", "smoke")
 
@@ -110,10 +113,14 @@ class Run:
     # ------------------------------------------------------------------ files beside the record
 
     def _jsonl(self, name: str) -> list[dict[str, Any]]:
-        if self.path is None or not (self.path / name).exists():
+        """A line log beside the record (an unterminated last line, a cut write, is dropped)."""
+        if self.path is None:
             return []
-        lines = (self.path / name).read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        try:
+            return read_jsonl(self.path / name)
+        except ValueError as exc:  # a damaged line inside: shown as a warning, the run without its log
+            warnings.warn(str(exc), stacklevel=2)
+            return []
 
     def log(self) -> list[dict[str, Any]]:
         """`log.jsonl`: one entry per epoch."""
@@ -136,6 +143,7 @@ class RunSet:
 
     runs: list[Run] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # record.json that does not parse: (folder, why)
     bench: list[dict[str, Any]] = field(default_factory=list)  # results/bench/*.json of `python -m bench`
 
     def training_bench(self) -> dict[str, Any] | None:
@@ -173,7 +181,15 @@ def load_runs(results: str | Path = "results") -> RunSet:
             continue
         record_path = folder / "record.json"
         if record_path.exists():
-            found.runs.append(Run(json.loads(record_path.read_text()), folder))
+            try:
+                record = json.loads(record_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                found.unreadable.append((folder, f"{type(exc).__name__}: {exc}"))
+                continue
+            if isinstance(record, dict):
+                found.runs.append(Run(record, folder))
+            else:
+                found.unreadable.append((folder, "record.json is not a JSON object"))
         else:
             found.unfinished.append(folder)
     return found

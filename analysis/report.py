@@ -39,6 +39,7 @@ def run_counts(runs: RunSet) -> list[str]:
     lines = [f"{experiment} ({profile}): {n} {status}" for (profile, experiment, status), n in sorted(counts.items())]
     if runs.unfinished:
         lines.append(f"{len(runs.unfinished)} run folders without a record (queued, running or interrupted)")
+    lines += [f"unreadable record, left out: {folder}/record.json ({why})" for folder, why in runs.unreadable]
     return lines or ["no run records yet"]
 
 

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from core.engine import resolve_device
-from core.env import environment
+from core.env import environment, size_threads
 
 RUN_CHOICES = ("table10", "all", "none")
 
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}", file=sys.stderr)
         return 2
     device = resolve_device(args.device)
+    size_threads()  # what each measuring process also sets: recorded as "threads"
     env = environment(device)
     started = time.perf_counter()
 

@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--width", type=float, default=1.0, help="width of the CIFAR ResNet-50 of dense/uniform")
     args = parser.parse_args(argv)
+    from core.env import size_threads
+
+    size_threads()  # the CPUs this process may use (its affinity, $S2H_THREADS)
     print(json.dumps(measure_network(args.subject, resolve_device(args.device), args.warmup, args.width)))
     return 0
 

@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args(argv)
+    from core.env import size_threads
+
+    size_threads()  # the CPUs this process may use (its affinity, $S2H_THREADS)
     result = measure_training(args.method, args.target, args.device, args.warmup, args.steps)
     print(json.dumps(result))
     return 0

@@ -1,4 +1,4 @@
-"""Atomic files and the random-number state that a resumed run must pick up exactly.
+"""Checkpoints, and the random-number state that a resumed run must pick up exactly.
 
 Checkpoints hold tensors and primitives only, so `torch.load(..., weights_only=True)` reads
 them: no pickled code runs when a run resumes.
@@ -6,58 +6,18 @@ them: no pickled code runs when a run resumes.
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from core.files import atomic_write
 
 
 def save_torch(obj: Any, path: Path) -> None:
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: store them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def to_json(obj: Any, indent: int | None = 2) -> str:
-    return json.dumps(_finite(obj), indent=indent, sort_keys=False, allow_nan=False)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, to_json(obj) + "\n")
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def rng_state() -> dict[str, Any]:

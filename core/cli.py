@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         prepare_dataset(cfg.data)
         from core.engine import RunInterrupted, run
+        from core.env import size_threads
+
+        size_threads()  # the CPUs this process may use, not every core of the machine
 
         print(f"run folder: {run_dir.path}", flush=True)
         try:

@@ -230,14 +230,25 @@ def _run(cfg: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None, place
             run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
         raise
 
-    exported = pruner.export()
-    if not main:
-        distributed.barrier(place)  # rank 0 writes the export and the record
-        return RunOutcome("done", run_dir, {}, exported)
-    save_torch(copy.deepcopy(exported).cpu(), run_dir.export)  # loadable on any machine
-    record = trainer.record("done", dense_flops, dense_params, exported=exported)
-    run_dir.write_record(record)
+    # Rank 0 writes the export and the record; a failure there is recorded like a training
+    # failure, and every rank still meets the barrier, so none waits for a collective timeout.
+    try:
+        exported = pruner.export()
+        if main:
+            save_torch(copy.deepcopy(exported).cpu(), run_dir.export)  # loadable on any machine
+            record = trainer.record("done", dense_flops, dense_params, exported=exported)
+            run_dir.write_record(record)
+    except Exception as exc:
+        if main:
+            run_dir.export.unlink(missing_ok=True)
+            error = f"exporting: {type(exc).__name__}: {exc}"
+            run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=error))
+            print(f"{run_dir.path}: failed: {error}")
+        distributed.barrier(place)
+        raise
     distributed.barrier(place)
+    if not main:
+        return RunOutcome("done", run_dir, {}, exported)
     m = record["metrics"]
     print(f"{run_dir.path}: done: top1 {m['top1']:.2f}%, FLOPs ratio {m['flops_ratio']:.4f}, {m['params']:,} parameters")
     return RunOutcome("done", run_dir, record, exported)

@@ -1,7 +1,9 @@
-"""The environment a run executed in, for its record: versions, device, code revision, host."""
+"""The environment a run executes in: the CPUs it may use, and, for its record, versions,
+device, code revision and host."""
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -11,6 +13,34 @@ from typing import Any
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+THREADS_VARIABLE = "S2H_THREADS"
+
+
+def cpus_available(tasks: int = 1) -> int:
+    """CPUs each of `tasks` processes started here may use: $S2H_THREADS if set; else SLURM's
+    allocation per task; else this process's affinity mask (`taskset`, cgroups) shared by the
+    tasks. torch's own default is one thread per core of the machine, whoever else runs on it:
+    two runs side by side on 2 cores then spin against each other (measured: 0.48 s per step
+    alone, 20.9 s with a second run beside it)."""
+    explicit = os.environ.get(THREADS_VARIABLE)
+    if explicit:
+        if not explicit.isdigit() or int(explicit) < 1:
+            from core.errors import ConfigError
+
+            raise ConfigError(f"${THREADS_VARIABLE} must be a positive integer, got {explicit!r}")
+        return int(explicit)
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK")
+    if allocated and allocated.isdigit():
+        return max(1, int(allocated))
+    mask = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, mask // max(1, tasks))
+
+
+def size_threads(tasks: int = 1) -> int:
+    """Give torch as many intra-op threads as `cpus_available` says; the number set."""
+    threads = cpus_available(tasks)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _git(*args: str) -> str | None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.checkpoint import to_json, write_json, write_text
 from core.config import RunConfig, result_fields, to_yaml
+from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json, write_text
 
 RUN_ID_LENGTH = 12
 
@@ -70,9 +70,15 @@ class RunDir:
         return "partial" if self.checkpoint.exists() else "missing"
 
     def read_record(self) -> dict[str, Any] | None:
+        """The record, or None; one that does not parse reads as a failed attempt (and is retried)."""
         if not self.record.exists():
             return None
-        return json.loads(self.record.read_text())
+        try:
+            record = json.loads(self.record.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return {"status": "failed", "error": f"unreadable record.json: {exc}", "metrics": {}}
+        return record if isinstance(record, dict) else {"status": "failed", "error": "record.json is not an object",
+                                                        "metrics": {}}
 
     def write_record(self, record: dict[str, Any]) -> None:
         write_json(self.record, record)
@@ -81,19 +87,15 @@ class RunDir:
         write_text(self.config, to_yaml(cfg))
 
     def read_log(self) -> list[dict[str, Any]]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.log)
 
     def append_log(self, entry: dict[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "a") as handle:
-            handle.write(to_json(entry, indent=None) + "\n")
+        append_jsonl(self.log, entry)
 
     def truncate_log(self, epochs_done: int) -> None:
         """Drop lines of epochs after `epochs_done` (written after the checkpoint resumed from)."""
-        kept = [entry for entry in self.read_log() if entry["epoch"] <= epochs_done]
-        write_text(self.log, "".join(to_json(entry, indent=None) + "\n" for entry in kept))
+        if self.log.exists():
+            rewrite_jsonl(self.log, [entry for entry in self.read_log() if entry["epoch"] <= epochs_done])
 
 
 def iter_run_dirs(output_root: str | Path = "results", experiment: str | None = None) -> Iterator[RunDir]:

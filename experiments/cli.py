@@ -25,8 +25,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from core.checkpoint import write_json
 from core.errors import SuiteError
+from core.files import write_json
 from experiments.spec import Expansion, expand, experiment_names, load_experiment
 
 DEFAULT_OUTPUT = "results"

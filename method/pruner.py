@@ -43,9 +43,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from core.checkpoint import write_json
 from core.config import RunConfig, is_pending_run
 from core.errors import ConfigError
+from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json
 from core.groups import groups_for_run, slim
 from core.optim import build_optimizer, build_scheduler
 from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target
@@ -110,8 +110,7 @@ class S2HPruner(SubstratePruner):
 
     def _write_widths(self, line: dict[str, Any]) -> None:
         if self.ctx.run_dir is not None:
-            with open(self.ctx.run_dir / "widths.jsonl", "a") as handle:
-                handle.write(json.dumps(line) + "\n")
+            append_jsonl(self.ctx.run_dir / "widths.jsonl", line)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         self._evaluated = {}
@@ -209,5 +208,4 @@ class S2HPruner(SubstratePruner):
         if path is None or not path.exists():
             return
         steps = self.training.steps_done
-        lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= steps]
-        path.write_text("".join(line + "\n" for line in lines))
+        rewrite_jsonl(path, [line for line in read_jsonl(path) if line["step"] <= steps])

@@ -30,9 +30,10 @@ from typing import Any, Callable
 
 import submitit
 
-from core.checkpoint import write_json
 from core.config import to_dict
 from core.errors import ConfigError
+from core.env import size_threads
+from core.files import write_json
 from slurm.jobs import RunJob, run_config
 from slurm.settings import SlurmSettings, executor_parameters
 
@@ -181,6 +182,7 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
         job_id = "-"
         try:
             if executor == "inline":
+                size_threads()  # this process's CPUs (its affinity, $S2H_THREADS)
                 pid = os.getpid()
                 write_json(job_file(cell.run_dir.path), {"executor": "inline", "job_id": str(pid), "pid": pid,
                                                          "host": os.uname().nodename, "submitted": _now()})

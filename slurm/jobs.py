@@ -17,7 +17,6 @@ torch.distributed environment submitit derives from SLURM (or from the local exe
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import submitit
@@ -49,13 +48,9 @@ class RunJob(submitit.helpers.Checkpointable):
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        import torch
+        from core.env import size_threads
 
-        # As many threads as CPUs were allocated to this task: without cgroups (or in local
-        # tasks) torch would start one per core of the node and oversubscribe it.
-        allocated = os.environ.get("SLURM_CPUS_PER_TASK")
-        cores = int(allocated) if allocated else torch.get_num_threads() // max(1, env.num_tasks)
-        torch.set_num_threads(max(1, cores))
+        size_threads(env.num_tasks)  # this task's CPUs, not one thread per core of the node
         return run_config(self.config)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:

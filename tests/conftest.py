@@ -54,14 +54,15 @@ def interrupted_and_reference(tiny, tmp_path, monkeypatch):
     """`interrupted_and_reference(pruner_class, at_step, *overrides)` -> (reference, resumed) run dirs.
 
     The reference runs straight through; the other gets a real SIGUSR2 after step `at_step`
-    (through a wrapped `train_step`), stops with its checkpoint, and is run again to the end.
+    (through a wrapped `train_step`), stops with its checkpoint, and is run again to the end;
+    `between(run_dir)`, if given, sees the stopped run's folder before it resumes.
     """
     import os
     import signal
 
     from core.engine import RunInterrupted, run
 
-    def go(cls, at_step: int, *overrides: str):
+    def go(cls, at_step: int, *overrides: str, between=None):
         reference = run(tiny(*overrides, f"output_root={tmp_path / 'reference'}"), handle_signals=False).run_dir
         original = cls.train_step
 
@@ -76,6 +77,10 @@ def interrupted_and_reference(tiny, tmp_path, monkeypatch):
         with pytest.raises(RunInterrupted):
             run(cfg)
         monkeypatch.setattr(cls, "train_step", original)
+        if between is not None:
+            from core.records import RunDir
+
+            between(RunDir.for_config(cfg))
         return reference, run(cfg).run_dir
 
     return go

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from analysis.records import load_runs
 from analysis.report import write_report
 from tests.analysis.test_tables import record
@@ -45,3 +47,19 @@ def test_cli_report_and_figure(tmp_path):
     assert done.returncode == 0 and "missing: table1 resnet50" in done.stdout and "make fig3" not in done.stderr
     bad = subprocess.run([*run, "figure", "2"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: no figure 2: the suite draws figures 3-9"
+
+
+def test_report_lists_an_unreadable_record_and_drops_a_torn_log_line(tmp_path):
+    good = tmp_path / "runs" / "table9" / "good"
+    good.mkdir(parents=True)
+    (good / "record.json").write_text(json.dumps(record("table9", seed=0, top1=70.0, profile="smoke")))
+    (good / "log.jsonl").write_text('{"epoch": 1, "top1": 50.0}\n{"epoch": 2, "to')  # killed mid-write
+    bad = tmp_path / "runs" / "table9" / "bad"
+    bad.mkdir(parents=True)
+    (bad / "record.json").write_text('{"status": "do')
+    runs = load_runs(tmp_path)
+    assert [run.path for run in runs.runs] == [good] and [folder for folder, _ in runs.unreadable] == [bad]
+    with pytest.warns(UserWarning, match="unterminated last line"):
+        assert runs.runs[0].log() == [{"epoch": 1, "top1": 50.0}]
+    md = write_report(runs, tmp_path)[0].read_text()
+    assert f"- unreadable record, left out: {bad}/record.json (JSONDecodeError:" in md and "- table9 (smoke): 1 done" in md

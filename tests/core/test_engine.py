@@ -125,6 +125,29 @@ def test_non_finite_loss_fails_the_run_with_the_reason(tiny):
     assert not outcome.run_dir.export.exists()
 
 
+def test_an_export_that_raises_leaves_a_failed_record_with_the_reason(tiny, monkeypatch):
+    def broken(self):
+        raise RuntimeError("cannot slim this network")
+
+    monkeypatch.setattr(DensePruner, "export", broken)
+    cfg = tiny("train.epochs=1")
+    with pytest.raises(RuntimeError, match="cannot slim"):
+        run(cfg, handle_signals=False)
+    run_dir = RunDir.for_config(cfg)
+    record = run_dir.read_record()
+    assert record["status"] == "failed" and record["error"] == "exporting: RuntimeError: cannot slim this network"
+    assert not run_dir.export.exists() and run_dir.status() == "failed"  # not "interrupted" forever: retried next time
+
+
+def test_a_record_that_does_not_parse_reads_as_a_failed_attempt(tiny):
+    cfg = tiny("train.epochs=1")
+    run_dir = RunDir.for_config(cfg)
+    run_dir.path.mkdir(parents=True)
+    run_dir.record.write_text('{"status": "do')
+    assert run_dir.status() == "failed" and "unreadable record.json" in run_dir.read_record()["error"]
+    assert run(cfg, handle_signals=False).status == "done"  # and a run makes it again
+
+
 def test_resume_mid_epoch_is_bit_exact_with_augmentation_mixing_and_repeats(tiny):
     # ViT with the full Lee et al. recipe: AutoAugment, random erasing, MixUp/CutMix (global
     # RNG), repeated augmentation, stochastic depth. 96 images / 16 = 6 steps per epoch.

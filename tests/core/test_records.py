@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.checkpoint import rng_state, save_torch, set_rng_state, write_json
+from core.checkpoint import rng_state, save_torch, set_rng_state
 from core.engine import run
+from core.files import write_json
 from core.records import RunDir, iter_run_dirs, load_records
 
 

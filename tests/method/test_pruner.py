@@ -81,11 +81,20 @@ def test_bad_options_fail_before_work(tiny):
         tiny(*S2H, "prune.options.warmup_epochs=2")  # train.epochs=2: the masks would never train
 
 
+def _torn_last_lines(run_dir) -> None:
+    """What a SIGKILL in the middle of a write leaves: unterminated last lines."""
+    for name in ("log.jsonl", "widths.jsonl"):
+        with open(run_dir.path / name, "a") as handle:
+            handle.write('{"epoch": 2, "step": 10, "wid')
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(interrupted_and_reference, exports_equal):
-    """SIGUSR2 mid-epoch, then the same command: weights, masks, logs and widths as if never stopped."""
+    """SIGUSR2 mid-epoch, then the same command: weights, masks, logs and widths as if never
+    stopped, even with torn last lines in both line logs (dropped with a warning on resume)."""
     from method.pruner import S2HPruner
 
-    reference, resumed = interrupted_and_reference(S2HPruner, 9, *S2H, "train.epochs=2")  # epoch 2, step 3 of 6
+    with pytest.warns(UserWarning, match="unterminated last line"):  # epoch 2, step 3 of 6
+        reference, resumed = interrupted_and_reference(S2HPruner, 9, *S2H, "train.epochs=2", between=_torn_last_lines)
     assert exports_equal(reference, resumed)
     drop = {"time_s", "eval_time_s"}
     assert [{k: v for k, v in e.items() if k not in drop} for e in reference.read_log()] == \
