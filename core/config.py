@@ -128,8 +128,10 @@ class PruneConfig:
 
 @dataclass
 class RunConfig:
-    experiment: str = _field("demo", "experiment name: runs live in <output_root>/runs/<experiment>/", result=False)
-    profile: str = _field("smoke", "paper | smoke | custom: the label results carry")
+    experiment: str = _field("custom", "experiment name: runs live in <output_root>/runs/<experiment>/", result=False)
+    # `custom` unless a grid (paper, smoke) or the demo (smoke) says otherwise: `make clean`
+    # removes smoke-profile runs only, so a user's own runs are never disposable by default
+    profile: str = _field("custom", "paper | smoke | custom: the label results carry")
     seed: int = _field(0, "seed of python, numpy and torch (0 is a valid seed)")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,9 +143,10 @@ class RunConfig:
 
 # The demo: what `python -m core run` trains when its command line sets nothing that changes
 # results (no --config file; overrides, if any, only of paths, devices, workers or progress
-# bars): the defaults with a quarter-width ResNet-50, a couple of minutes on a laptop CPU. Any
-# other run starts from the defaults themselves, whose network is the paper's.
-DEMO = ("model.width=0.25",)
+# bars): the defaults with a quarter-width ResNet-50, a couple of minutes on a laptop CPU,
+# labelled as the disposable demo (`make clean` removes it). Any other run starts from the
+# defaults themselves, whose network is the paper's, as experiment and profile `custom`.
+DEMO = ("model.width=0.25", "experiment=demo", "profile=smoke")
 
 
 def demo_overrides(overrides: Iterable[str] = (), files: Iterable[str | Path] = ()) -> list[str]:

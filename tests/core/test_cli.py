@@ -48,7 +48,7 @@ def test_missing_dataset_folder_with_download_off(capsys, tmp_path):
 def test_dry_run_prints_the_resolved_config_and_run_folder(capsys, tmp_path):
     assert main(["run", "--dry-run", "model.name=swin", f"output_root={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert "window_size: null" in out and f"# run folder: {tmp_path}/runs/demo/" in out
+    assert "window_size: null" in out and f"# run folder: {tmp_path}/runs/custom/" in out
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
 
 

@@ -31,13 +31,16 @@ def test_the_default_model_is_the_papers_full_width_network():
 
 def test_demo_layer_only_for_a_bare_command_line(tmp_path):
     """The demo's narrow width applies when the command line changes nothing that affects results."""
-    assert list(DEMO) == ["model.width=0.25"]
+    assert list(DEMO) == ["model.width=0.25", "experiment=demo", "profile=smoke"]  # disposable: make clean removes it
     for bare in ([], ["output_root=/x", "progress=false", "experiment=mine", "train.device=cpu", "data.workers=2"]):
         assert demo_overrides(bare) == list(DEMO), bare
-        assert load([*demo_overrides(bare), *bare]).model.width == 0.25
+        cfg = load([*demo_overrides(bare), *bare])
+        assert cfg.model.width == 0.25 and cfg.profile == "smoke" and cfg.experiment == ("mine" if bare else "demo")
     for changing in (["train.epochs=2"], ["model.name=vit"], ["model.options.stem=imagenet"], ["data.name=cifar100"],
                      ["trian.epochs=3"]):
         assert demo_overrides(changing) == [], changing
+    own = load(["train.epochs=2"])  # any other run is the user's own: never disposable by default
+    assert (own.experiment, own.profile) == ("custom", "custom")
     path = tmp_path / "run.yaml"
     path.write_text("progress: false\n")
     assert demo_overrides([], [path]) == []

@@ -60,7 +60,7 @@ def test_a_run_leaves_the_contracted_run_folder(tiny):
     outcome = run(cfg)
     d = outcome.run_dir
     assert outcome.status == "done"
-    assert d.path == Path(cfg.output_root) / "runs" / "demo" / run_id(cfg)
+    assert d.path == Path(cfg.output_root) / "runs" / "custom" / run_id(cfg)
     for path in (d.config, d.checkpoint, d.log, d.record, d.export):
         assert path.is_file(), path
 
@@ -73,7 +73,7 @@ def test_a_run_leaves_the_contracted_run_folder(tiny):
     for key in ("run_id", "experiment", "profile", "status", "method", "model", "dataset",
                 "flops_target", "seed", "metrics", "config", "env", "started", "finished"):
         assert key in record, key
-    assert record["status"] == "done" and record["seed"] == 0 and record["profile"] == "smoke"
+    assert record["status"] == "done" and record["seed"] == 0 and record["profile"] == "custom"
     assert from_dict(record["config"]) == cfg  # the recorded config reproduces the run id
     assert set(record["env"]) == {"python", "torch", "cuda", "device", "git_sha", "git_dirty", "hostname"}
 

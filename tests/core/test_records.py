@@ -52,7 +52,7 @@ def test_status_listing_and_loading_records(tiny):
     assert RunDir(done.path.parent / "nothing").status() == "missing"
     root = done.path.parents[2]
     assert len(list(iter_run_dirs(root))) == 3
-    records = load_records(root, experiment="demo")
+    records = load_records(root, experiment="custom")
     assert sorted(r["status"] for r in records) == ["done", "failed"]
 
 
