@@ -48,6 +48,7 @@ def test_clean_keeps_paper_and_custom_runs_and_removes_the_smoke_ones(tmp_path):
 
 
 def test_make_clean_runs_the_cleaner_before_removing_the_venv():
-    commands = subprocess.run(["make", "-n", "clean"], cwd=PROJECT, capture_output=True, text=True, check=True).stdout
-    lines = commands.splitlines()
+    commands = subprocess.run(["make", "--no-print-directory", "-n", "clean"], cwd=PROJECT, capture_output=True,
+                              text=True, check=True).stdout
+    lines = [line for line in commands.splitlines() if not line.startswith("make")]  # under `make test`, make[1]: ...
     assert lines[0] == "python3 -m core.clean results" and lines[1].startswith("rm -rf .venv")
