@@ -54,7 +54,6 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, to_json(obj) + "\n")
 
 
-
 # ----------------------------------------------------------------------------- line logs
 # `log.jsonl` and `widths.jsonl` grow a line at a time while a run trains, so a crash (SIGKILL,
 # a full disk) can leave an unterminated last line. Writers append each line with one write
@@ -101,8 +100,3 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def rewrite_jsonl(path: Path, entries: list[dict[str, Any]]) -> None:
     """Replace a line log atomically (resume drops the lines written after its checkpoint)."""
     write_text(path, "".join(to_json(entry, indent=None) + "\n" for entry in entries))
-
-
-def run_id(cfg: RunConfig) -> str:
-    canonical = json.dumps(result_fields(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
