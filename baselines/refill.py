@@ -189,13 +189,16 @@ class RefillPruner(PhasedPruner):
             candidate = global_magnitude_masks(weights, self.masks, high)
             self.last_fraction = high
             self.keep = self.refill(candidate)
-        self.masks = self.next_masks(candidate)
+        self.masks = self.next_masks(candidate, self.keep)
         self.round += 1
 
-    def next_masks(self, candidate: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def next_masks(self, candidate: dict[str, torch.Tensor], keep: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """The weight masks the next round prunes inside: the round's refilled channels whole
-        (`refill=every_round`), or its unstructured masks (`once`)."""
-        return self.channel_masks(self.refill(candidate)) if self.options.refill == "every_round" else candidate
+        (`refill=every_round`; `keep`, the refill of `candidate` where already computed), or its
+        unstructured masks (`once`)."""
+        if self.options.refill != "every_round":
+            return candidate
+        return self.channel_masks(keep if keep is not None else self.refill(candidate))
 
     def plan_rounds(self, limit: int) -> tuple[int, str]:
         """(rounds, how they were planned): how many rounds of `prune_fraction` the refilled FLOPs
@@ -210,12 +213,13 @@ class RefillPruner(PhasedPruner):
         masks, history = self.masks, []
         for rounds in range(1, limit + 1):
             candidate = global_magnitude_masks(weights, masks, self.options.prune_fraction)
-            history.append(self.refilled_ratio(candidate))
+            keep = self.refill(candidate)  # once per round: the ratio and the next masks both need it
+            history.append(self.flops.exact(keep) / self.flops.dense())
             if history[-1] <= self.cfg.prune.flops_target:
                 return rounds, "refilled"
             if len(history) > PLATEAU_ROUNDS and history[-PLATEAU_ROUNDS - 1] - history[-1] < PLATEAU_GAIN:
                 break
-            masks = self.next_masks(candidate)
+            masks = self.next_masks(candidate, keep)
         density = math.ceil(math.log(self.cfg.prune.flops_target) / math.log(1 - self.options.prune_fraction))
         return max(1, min(density, limit)), "density"
 
