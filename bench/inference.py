@@ -32,6 +32,7 @@ from bench.training import synchronize
 from core.config import RunConfig, from_dict, load
 from core.data import dataset_spec
 from core.engine import resolve_device
+from core.export import load_pruned
 from core.groups import FlopsModel, groups_for_run, prefix_mask, slim
 from core.measure import MemoryPeak, count_flops, count_params, memory_kind, tensor_mb
 from core.models import build_model
@@ -103,7 +104,7 @@ def subject_network(subject: str, width: float = 1.0) -> tuple[nn.Module, int]:
         if kind == "dense":
             torch.manual_seed(0)
             return build_model(cfg.model, classes, image_size), image_size
-        return torch.load(Path(arg) / "pruned.pt", map_location="cpu", weights_only=False), image_size
+        return load_pruned(Path(arg) / "pruned.pt"), image_size
     raise ValueError(f"unknown subject {subject!r}: dense, uniform:<ratio>, run:<folder> or dense:<folder>")
 
 

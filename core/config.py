@@ -139,6 +139,10 @@ class RunConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     output_root: str = _field("results", "where run folders are written", result=False)
     progress: bool = _field(True, "show progress bars", result=False)
+    save_module: bool = _field(
+        False, "also write pruned_module.pt, the whole pickled module (pruned.pt is weights only: core.export.load_pruned)",
+        result=False,
+    )
 
 
 # The demo: what `python -m core run` trains when its command line sets nothing that changes

@@ -3,7 +3,8 @@
 `run(cfg)` builds the data, the model and the pruner, trains for `train.epochs` epochs with a
 progress bar, evaluates and appends a `log.jsonl` line after each epoch, rewrites
 `checkpoint.pt` atomically after each epoch, and finally exports the hard network to
-`pruned.pt` and writes `record.json`. It is safe to call again at any time:
+`pruned.pt` (tensors and an architecture description, see `core.export`) and writes
+`record.json`. It is safe to call again at any time:
 
 - a finished run (`record.json` says "done") is reported and not trained again;
 - an unfinished one resumes from its checkpoint, and ends bit for bit where an uninterrupted
@@ -42,6 +43,7 @@ from core.config import RunConfig, to_dict
 from core.data.loaders import DataBundle, build_data
 from core.env import environment
 from core.errors import ConfigError
+from core.export import architecture, save_pruned
 from core.measure import (
     count_flops,
     count_params,
@@ -235,12 +237,15 @@ def _run(cfg: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None, place
     try:
         exported = pruner.export()
         if main:
-            save_torch(copy.deepcopy(exported).cpu(), run_dir.export)  # loadable on any machine
+            save_pruned(exported, architecture(cfg.model, data.info.num_classes, data.image_size), run_dir.export)
+            if cfg.save_module:  # the whole pickled module, only when asked (loads with weights_only=False)
+                save_torch(copy.deepcopy(exported).cpu(), run_dir.export_module)
             record = trainer.record("done", dense_flops, dense_params, exported=exported)
             run_dir.write_record(record)
     except Exception as exc:
         if main:
             run_dir.export.unlink(missing_ok=True)
+            run_dir.export_module.unlink(missing_ok=True)
             error = f"exporting: {type(exc).__name__}: {exc}"
             run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=error))
             print(f"{run_dir.path}: failed: {error}")

@@ -10,7 +10,8 @@ A run folder holds (see DESIGN.md, "Contracts"):
     checkpoint.pt   the latest training state, rewritten atomically
     log.jsonl       one line per epoch
     record.json     written once, last, when the run has finished ("done" or "failed")
-    pruned.pt       the exported (physically slimmed) network
+    pruned.pt       the exported (physically slimmed) network, weights only (`core.export`)
+    pruned_module.pt  the same as a pickled module, only with `save_module=true`
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class RunDir:
     @property
     def export(self) -> Path:
         return self.path / "pruned.pt"
+
+    @property
+    def export_module(self) -> Path:
+        return self.path / "pruned_module.pt"
 
     def status(self) -> str:
         """'done' | 'failed' (a record says so) | 'partial' (a checkpoint, no record) | 'missing'."""

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.config import RunConfig, load
+from core.export import load_pruned
 
 # Small enough to train an epoch in well under a second on one CPU core, big enough to learn.
 TINY = [
@@ -88,7 +89,7 @@ def interrupted_and_reference(tiny, tmp_path, monkeypatch):
 
 def same_export(a, b) -> bool:
     """Whether two run folders exported bit-identical networks."""
-    wa, wb = (torch.load(d.export, weights_only=False).state_dict() for d in (a, b))
+    wa, wb = (load_pruned(d.export).state_dict() for d in (a, b))
     return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 

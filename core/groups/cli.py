@@ -7,8 +7,8 @@
 The inventory lists every group: index, kind, size (units), FLOPs share (FLOPs of the layers
 the group touches over the network's) and member layers; excluded groups (stem, classifier,
 `--keep`) follow, marked. `--random-keep F` keeps a random round(F x size) units (at least
-one) of every group, slims the network physically, optionally saves it (`--export`, a whole
-module, as in a run's pruned.pt) and reports FLOPs (FlopCounterMode on the slimmed module)
+one) of every group, slims the network physically, optionally saves it (`--export`, weights only
+with the architecture as data, as a run's pruned.pt: `core.export.load_pruned` reads it) and reports FLOPs (FlopCounterMode on the slimmed module)
 and parameters against the dense model. Exit status 2 with one line on bad input.
 """
 
@@ -91,7 +91,8 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--export needs --random-keep (it saves the slimmed network)")
     info = dataset_spec(DataConfig(name=args.dataset)).info
     size = args.image_size or info.image_size
-    model = build_model(ModelConfig(name=args.model, width=args.width), info.num_classes, size).eval()
+    model_cfg = ModelConfig(name=args.model, width=args.width)
+    model = build_model(model_cfg, info.num_classes, size).eval()
     example = torch.zeros(1, 3, size, size)
     groups = discover_groups(model, example, include_stem=args.include_stem, keep=args.keep, attention=args.attention)
     flops = FlopsModel(model, groups)
@@ -113,10 +114,10 @@ def _main(args: argparse.Namespace) -> int:
             widths=[int(m.sum()) for m in masks],
         )
         if args.export is not None:
-            from core.checkpoint import save_torch
+            from core.export import architecture, save_pruned
 
             args.export.parent.mkdir(parents=True, exist_ok=True)
-            save_torch(slimmed, args.export)
+            save_pruned(slimmed, architecture(model_cfg, info.num_classes, size), args.export)
             result["export"] = str(args.export)
     if args.json:
         print(json.dumps(result | {"inventory": rows} if args.random_keep is None else result, indent=1))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.engine import run
+from core.export import load_pruned
 from core.measure import count_flops
 from core.pruner import PRUNERS
 
@@ -23,7 +24,7 @@ def test_smoke_run(tiny, method, model):
     outcome = run(cfg, handle_signals=False)
     metrics = outcome.record["metrics"]
     assert outcome.status == "done" and abs(metrics["flops_ratio"] - 0.55) <= 0.02
-    exported = torch.load(outcome.run_dir.export, weights_only=False)
+    exported = load_pruned(outcome.run_dir.export)
     assert exported.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
@@ -32,7 +33,7 @@ def test_smoke_run(tiny, method, model):
 def test_exported_network_meets_the_target(tiny, method, target):
     outcome = run(tiny(f"prune.method={method}", f"prune.flops_target={target}", "model.width=0.25", "train.epochs=2"),
                   handle_signals=False)
-    exported = torch.load(outcome.run_dir.export, weights_only=False)
+    exported = load_pruned(outcome.run_dir.export)
     ratio = count_flops(exported, 16) / outcome.record["metrics"]["flops_dense"]
     assert abs(ratio - target) <= 0.02 and outcome.record["metrics"]["flops_ratio"] == pytest.approx(ratio)
 

@@ -10,6 +10,7 @@ from tqdm import tqdm
 from bench.cli import device_slug, exported_runs, measure_exports
 from bench.inference import inference_memory_mb, measure_network, networks
 from bench.training import measure_training
+from core.export import load_pruned
 from core.measure import count_flops, tensor_mb
 
 
@@ -75,7 +76,7 @@ def test_exported_runs_are_measured_against_the_dense_network_of_their_config(ti
     assert row["speedup_b64"] == pytest.approx(dense["latency_ms_b64"] / row["latency_ms_b64"])
     assert (row["run_id"], row["experiment"], row["method"], row["flops_target"]) == (
         table1.record["run_id"], "table1", "s2hpruner", 0.15)
-    assert row["peak_mem_mb_infer"] >= tensor_mb(torch.load(table1.run_dir.path / "pruned.pt", weights_only=False))
+    assert row["peak_mem_mb_infer"] >= tensor_mb(load_pruned(table1.run_dir.path / "pruned.pt"))
 
 
 def test_a_run_without_its_record_config_is_an_error_row(tmp_path):

@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from core.config import from_dict, load
 from core.dense import DensePruner
 from core.engine import RunInterrupted, run
+from core.export import load_pruned
 from core.pruner import PRUNERS
 from core.records import RunDir, run_id
 
@@ -39,7 +40,7 @@ PRUNERS.register("dense_signal_test")(SignalAtStep)
 
 
 def _weights(run_dir: RunDir) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir.export, weights_only=False).state_dict()
+    return load_pruned(run_dir.export).state_dict()
 
 
 def _same_weights(a: RunDir, b: RunDir) -> bool:
@@ -77,8 +78,11 @@ def test_a_run_leaves_the_contracted_run_folder(tiny):
     assert from_dict(record["config"]) == cfg  # the recorded config reproduces the run id
     assert set(record["env"]) == {"python", "torch", "cuda", "device", "git_sha", "git_dirty", "hostname"}
 
-    # pruned.pt is a plain module whose FLOPs an independent count confirms.
-    exported = torch.load(d.export, weights_only=False)
+    # pruned.pt is data (no class unpickled) that rebuilds a plain module whose FLOPs an
+    # independent count confirms; the pickled module is written only when asked.
+    assert set(torch.load(d.export, weights_only=True)) == {"format", "architecture", "attributes", "tensors"}
+    assert not d.export_module.exists()
+    exported = load_pruned(d.export)
     assert type(exported).__module__ == "torchvision.models.resnet"  # no suite class to import
     with FlopCounterMode(display=False) as counter:
         exported.eval()(torch.zeros(1, 3, 16, 16))
@@ -91,13 +95,21 @@ def test_a_run_leaves_the_contracted_run_folder(tiny):
         assert m[key] > 0, key
 
 
+def test_save_module_also_writes_the_pickled_module(tiny):
+    outcome = run(tiny("train.epochs=1", "save_module=true"))
+    pickled = torch.load(outcome.run_dir.export_module, weights_only=False)
+    rebuilt = load_pruned(outcome.run_dir.path)
+    assert pickled.state_dict().keys() == rebuilt.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(pickled.state_dict().values(), rebuilt.state_dict().values()))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_run_records_cuda_memory_and_exports_for_cpu(tiny):
     outcome = run(tiny("train.epochs=1", "train.device=cuda"))
     metrics = outcome.record["metrics"]
     assert metrics["peak_mem_kind"] == "cuda_peak_allocated" and metrics["peak_mem_mb_train"] > 0
-    exported = torch.load(outcome.run_dir.export, weights_only=False)
+    exported = load_pruned(outcome.run_dir.export)
     assert all(p.device.type == "cpu" for p in exported.parameters())
 
 

@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core.engine import run
 from core.errors import ConfigError
+from core.export import load_pruned
 from core.records import RunDir
 
 S2H = ["prune.method=s2hpruner", "prune.flops_target=0.35", "prune.options.widths_every=2",
@@ -31,7 +32,7 @@ def test_run_folder_and_exported_network(tiny):
     m = record["metrics"]
     # pruned.pt is the last evaluated hard network: same accuracy, FLOPs by an independent count.
     assert m["top1"] == log[-1]["test_top1"]
-    exported = torch.load(d.export, weights_only=False)
+    exported = load_pruned(d.export)
     assert m["flops_ratio"] == pytest.approx(_flops(exported, 16) / m["flops_dense"])
     assert m["flops_ratio"] == pytest.approx(log[-1]["flops_ratio"])  # the exact counter agrees
     assert m["flops_ratio"] < 1 and "top1_soft" in m and {"gap_js", "gap_l2"} <= set(m)

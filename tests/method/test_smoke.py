@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.engine import run
+from core.export import load_pruned
 
 WIDTHS = {"resnet50": 0.0625, "mobilenetv3": 0.25, "wrn28_10": 0.1, "vit": 0.125, "swin": 0.125}
 
@@ -21,7 +22,7 @@ def test_each_cifar_architecture(tiny, model):
     metrics = outcome.record["metrics"]
     assert {"top1", "top1_soft", "flops_ratio", "flops_ratio_prunable", "params", "gap_js"} <= set(metrics)
     assert len(d.read_log()) == 1 and (d.path / "architecture.json").exists()
-    exported = torch.load(d.export, weights_only=False)
+    exported = load_pruned(d.export)
     assert exported.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 

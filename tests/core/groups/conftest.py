@@ -30,15 +30,17 @@ class Arch:
     groups: GroupSet
     flops: FlopsModel
     size: int
+    config: ModelConfig  # what `build_model` built it from (10 classes)
 
 
 def build_arch(arch_id: str, **discover_kwargs) -> Arch:
     name, size, width, _ = ARCHITECTURES[arch_id]
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=name, width=width), 10, size).eval()
+    config = ModelConfig(name=name, width=width)
+    model = build_model(config, 10, size).eval()
     _randomise_norms(model)
     groups = discover_groups(model, torch.zeros(1, 3, size, size), **discover_kwargs)
-    return Arch(model, groups, FlopsModel(model, groups), size)
+    return Arch(model, groups, FlopsModel(model, groups), size, config)
 
 
 def _randomise_norms(model: nn.Module) -> None:
