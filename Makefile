@@ -22,6 +22,8 @@ SLURM_CONSTRAINT ?=
 SLURM_PARALLELISM ?=
 SLURM_EXTRA ?=
 ARGS ?=
+# `make table1 RERUN=stale`: set aside the runs of another code version (or failed, or all) and run them afresh.
+RERUN ?=
 SLURM_FLAGS = $(if $(SLURM_PARTITION),--partition $(SLURM_PARTITION)) $(if $(SLURM_ACCOUNT),--account $(SLURM_ACCOUNT)) \
 	$(if $(SLURM_QOS),--qos $(SLURM_QOS)) $(if $(SLURM_TIME),--time $(SLURM_TIME)) $(if $(SLURM_CPUS),--cpus $(SLURM_CPUS)) \
 	$(if $(SLURM_MEM_GB),--mem-gb $(SLURM_MEM_GB)) $(if $(SLURM_CONSTRAINT),--constraint $(SLURM_CONSTRAINT)) \
@@ -36,7 +38,7 @@ VIEW_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),--profi
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
-	@printf '%-14s%s\n' "table1..10" "run what is missing of a table, then show it (EXECUTOR=inline|local|slurm|debug, PROFILE=smoke|paper," \
+	@printf '%-14s%s\n' "table1..10" "run what is missing of a table, then show it (EXECUTOR=inline|local|slurm|debug, PROFILE=smoke|paper, RERUN=failed|stale|all," \
 		"" "SLURM_PARTITION=... SLURM_TIME=... for the cluster)" "fig3..9" "the same for a figure (they reuse the tables' runs)"
 
 install: $(STAMP) ## create .venv and install the suite with its pinned dependencies (once)
@@ -63,7 +65,7 @@ experiments: install ## list every experiment with its run count and cost
 	$(PY) -m experiments list
 
 $(EXPERIMENTS): install ## tableN / figN: run what is missing (EXECUTOR, PROFILE), then render it
-	$(PY) -m experiments run $@ --profile $(PROFILE) --executor $(EXECUTOR) $(if $(filter slurm,$(EXECUTOR)),$(SLURM_FLAGS)) $(ARGS)
+	$(PY) -m experiments run $@ --profile $(PROFILE) --executor $(EXECUTOR) $(if $(RERUN),--rerun $(RERUN)) $(if $(filter slurm,$(EXECUTOR)),$(SLURM_FLAGS)) $(ARGS)
 	$(PY) -m analysis $(if $(filter table%,$@),table $(subst table,,$@),figure $(subst fig,,$@)) --profile $(PROFILE)
 
 tables: install ## write Tables 1-10 (md, csv, tex) from the records there are into results/tables/

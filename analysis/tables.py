@@ -16,6 +16,7 @@ from typing import Any, Callable, Hashable
 from analysis import paper
 from analysis.grid import DASH, Entry, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority_profile
+from core.version import staleness  # standard library only
 
 TABLE_NUMBERS = tuple(range(1, 11))
 FLOPS_TOLERANCE = 0.02  # a cell is marked † when a run's achieved FLOPs ratio misses its target by more
@@ -74,6 +75,14 @@ class Slot:
         get = value if callable(value) else (lambda run: run.metric(value))
         return Stat(tuple(v for run in self.done if (v := get(run)) is not None))
 
+    def stale(self) -> list[Run]:
+        """Runs whose numbers come from another code version than this checkout's (`core.version`)."""
+        return [run for run in self.done if staleness(run.record)]
+
+    def mixed_versions(self) -> bool:
+        """Seeds of one cell computed by different code versions."""
+        return len({(run.record.get("code") or {}).get("version") for run in self.done}) > 1
+
     def off_target(self) -> list[Run]:
         if self.target is None:
             return []
@@ -103,6 +112,7 @@ class Builder:
     def entry(self, slot: Slot, value: str | Callable[[Run], float | None], paper_value: float | None,
               decimals: int = 2, scientific: bool = False, flops_mark: bool = False) -> Entry:
         marks = "†" if flops_mark and slot.off_target() else ""
+        marks += "§" if slot.stale() else ""
         return Entry(slot.stat(value), paper_value, decimals, scientific, failed=len(slot.failed) if not slot.done else 0,
                      marks=marks)
 
@@ -110,8 +120,12 @@ class Builder:
              groups: list[Group] | None = None, notes: list[str] | None = None) -> Grid:
         grid = Grid(self.number, title, self.profile, label_columns, columns, rows, groups or [], list(notes or []))
         grid.expected_runs = len(self.slots)
-        off, mixed = [], []
+        off, mixed, stale, versions = [], [], [], []
         for slot in self.slots.values():
+            stale += [f"{slot.description} seed {run.seed} ({staleness(run.record).removeprefix('stale: ')})"
+                      for run in slot.stale()]
+            if slot.mixed_versions():
+                versions.append(slot.description)
             if not slot.done and not slot.failed:
                 grid.missing.append(slot.description)
             for run in ([] if slot.done else slot.failed):
@@ -123,6 +137,11 @@ class Builder:
                 mixed.append(f"{slot.description}: runs {', '.join(r.run_id for r in slot.done)}")
         if off:
             grid.notes.append(f"†: achieved FLOPs ratio more than {FLOPS_TOLERANCE:.2f} from the target: " + "; ".join(off))
+        if stale:
+            grid.notes.append(f"§: runs from another code version than this checkout's (make table{self.number} "
+                              "RERUN=stale reruns them): " + "; ".join(stale))
+        if versions:
+            grid.notes.append("Cells averaging runs of different code versions: " + "; ".join(versions))
         if mixed:
             grid.notes.append("Averaged runs whose configs differ beyond the seed (check the overrides): " + "; ".join(mixed))
         if any(e.ours.n > 1 for _, _, e in grid.entries()):

@@ -4,7 +4,8 @@ A run folder is disposable when its record or its config says `profile: smoke` (
 `python -m core run` demo and every smoke-profile grid), or when a smoke-profile manifest
 (`results/experiments/<name>-smoke.json`, written by `python -m experiments`) lists it (a
 cell queued but not started has neither yet). Paper-profile and custom runs stay, whatever
-their experiment. Standard library only: `make clean` also removes the venv.
+their experiment. Attempts that reruns set aside (`results/attempts/`) go by the same rule.
+Standard library only: `make clean` also removes the venv.
 
     python -m core.clean [RESULTS] [--dry-run]
 """
@@ -43,6 +44,8 @@ def disposable_manifests(results: Path) -> list[Path]:
 def disposable_runs(results: Path) -> list[Path]:
     """Run folders the demo and the smoke profile wrote (see the module docstring)."""
     folders = {f for f in (results / "runs").glob("*/*") if f.is_dir() and profile_of(f) in DISPOSABLE_PROFILES}
+    # attempts set aside by reruns (`attempts/<experiment>/<run_id>/<time>-<why>/`), by the same rule
+    folders |= {f for f in (results / "attempts").glob("*/*/*") if f.is_dir() and profile_of(f) in DISPOSABLE_PROFILES}
     for manifest in disposable_manifests(results):
         try:
             cells = json.loads(manifest.read_text()).get("cells", [])
@@ -69,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.dry_run:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     if not args.dry_run:
-        for experiment in (results / "runs").glob("*"):
-            if experiment.is_dir() and not any(experiment.iterdir()):
-                experiment.rmdir()
+        for empty in [*(results / "attempts").glob("*/*"), *(results / "attempts").glob("*"), *(results / "runs").glob("*")]:
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
     kept = Counter(profile_of(f) or "unknown" for f in (results / "runs").glob("*/*") if f.is_dir() and f not in doomed)
     summary = ", ".join(f"{n} {profile}" for profile, n in sorted(kept.items())) or "none"
     print(f"kept run folders: {summary}")

@@ -3,8 +3,8 @@
 Bare (no --config file, no override that changes results) it trains the demo, `core.config.DEMO`.
 
 Prints the run folder. Exit status: 0 when the run is done (or was already), 1 when it
-failed (its record says why), 2 on bad input (one line on stderr, nothing started),
-128 + signal number when a stop signal interrupted it (checkpoint saved; run it again).
+failed (its record says why), 2 on bad input (one line on stderr, nothing started), 3 when
+another process holds the run's lease (one line naming it; nothing trained), 128 + signal number when a stop signal interrupted it (checkpoint saved; run it again).
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
             The default network is the paper's (model.width=1.0). With no --config file and
             no override that changes results (paths, devices, workers and progress bars do
             not), the run is the demo: the defaults at model.width=0.25, minutes on a CPU.
-            A finished config is not trained again; an interrupted one resumes."""
+            A finished config is not trained again; an interrupted one resumes; a failed
+            one is moved aside (results/attempts/) and trained afresh. While a process
+            trains a run folder it holds its lease: a second process asking for the same
+            config says who holds it and exits with status 3, training nothing."""
         ),
         epilog="config fields (key (type) = default):\n" + _fields_help() + "\n\ntyped options:\n" + _options_help(),
     )
@@ -95,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 1 if outcome.status == "failed" else 0
+    return {"failed": 1, "held": 3}.get(outcome.status, 0)

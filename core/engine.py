@@ -56,8 +56,10 @@ from core.measure import (
 )
 from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
+from core.lease import Lease, LeaseHeld
 from core.records import RunDir, run_id
 from core.seeding import seed_everything
+from core.version import code_version, packages_of
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -164,26 +166,61 @@ def _bar() -> dict[str, Any]:
 
 
 def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
-    """Run (or resume, or skip) the resolved config `cfg`."""
+    """Run (or resume, or skip) the resolved config `cfg`.
+
+    The process (rank 0 of a data-parallel run) holds the run folder's lease while it trains
+    (`core.lease`): if another live process holds it, this one says who, in one line, and
+    returns "held" without touching the folder. A failed earlier attempt is moved aside
+    (`RunDir.set_aside`) and the run starts afresh; it is never resumed from.
+    """
     run_dir = RunDir.for_config(cfg)
     previous = run_dir.read_record()
     if previous is not None and previous.get("status") == "done":
-        print(f"{run_dir.path}: already done (top1 {previous['metrics'].get('top1', float('nan')):.2f}); nothing to train")
-        return RunOutcome("skipped", run_dir, previous)
+        return _skip(run_dir, previous)
 
     place = distributed.start(cfg.train.gpus, resolve_device(cfg.train.device).type)
+    lease: Lease | None = None
     try:
-        return _run(cfg, run_dir, previous, place, handle_signals)
+        decision, held = "train", None
+        if place.is_main:
+            try:
+                lease = run_dir.take_lease()
+            except LeaseHeld as exc:
+                decision, held = "held", exc
+            else:
+                previous = run_dir.read_record()  # it may have finished while we asked
+                if previous is not None and previous.get("status") == "done":
+                    decision = "done"
+                elif previous is not None:
+                    aside = run_dir.set_aside("failed")
+                    print(f"{run_dir.path}: previous attempt failed ({previous.get('error')}); "
+                          f"kept in {aside}; running it afresh")
+        if place.enabled:  # every rank does what rank 0 decided
+            codes = ("train", "held", "done")
+            (code,) = distributed.sum_across([float(codes.index(decision))], place,
+                                             resolve_device(cfg.train.device, place.local_rank))
+            decision = codes[int(code)]
+        if decision == "held":
+            message = str(held) if held is not None else f"{run_dir.path}: held by another process"
+            if held is not None:
+                print(message)
+            return RunOutcome("held", run_dir, {"status": "held", "error": message, "metrics": {}})
+        if decision == "done":
+            return _skip(run_dir, previous or {"metrics": {}})
+        return _run(cfg, run_dir, place, handle_signals)
     finally:
+        if lease is not None:
+            lease.release()
         distributed.stop(place)
 
 
-def _run(cfg: RunConfig, run_dir: RunDir, previous: dict[str, Any] | None, place: distributed.Distributed,
-         handle_signals: bool) -> RunOutcome:
+def _skip(run_dir: RunDir, record: dict[str, Any]) -> RunOutcome:
+    print(f"{run_dir.path}: already done (top1 {record['metrics'].get('top1', float('nan')):.2f}); nothing to train")
+    return RunOutcome("skipped", run_dir, record)
+
+
+def _run(cfg: RunConfig, run_dir: RunDir, place: distributed.Distributed, handle_signals: bool) -> RunOutcome:
     main = place.is_main
-    if previous is not None and main:
-        print(f"{run_dir.path}: previous attempt failed ({previous.get('error')}); running it again")
-        run_dir.record.unlink()
     device = resolve_device(cfg.train.device, place.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -271,12 +308,19 @@ def record_header(cfg: RunConfig, status: str, device: torch.device, started: st
         "dataset": cfg.data.name,
         "flops_target": cfg.prune.flops_target,
         "seed": cfg.seed,
+        "code": run_code(cfg),
         "metrics": {},
         "config": to_dict(cfg),
         "env": environment(device),
         "started": started,
         "finished": _now(),
     }
+
+
+def run_code(cfg: RunConfig) -> dict[str, Any]:
+    """The code version this run's numbers come from (`core.version`), and the packages it covers."""
+    packages = packages_of(PRUNERS.get(cfg.prune.method).factory.__module__)
+    return {"version": code_version(packages), "packages": list(packages)}
 
 
 def _fresh_totals() -> dict[str, float]:
@@ -296,6 +340,7 @@ class _Training:
         self.totals = _fresh_totals()
         self.peak_train_mb = 0.0
         self.started = _now()
+        self.code_started = run_code(cfg)["version"]  # the version the run began with
         if run_dir.checkpoint.exists():
             self._resume()
 
@@ -312,6 +357,10 @@ class _Training:
         self.totals = dict(state["totals"])
         self.peak_train_mb = state["peak_train_mb"]
         self.started = state["started"]
+        self.code_started = state.get("code_version", "unknown")
+        if self.code_started != run_code(self.cfg)["version"]:
+            print(f"{self.run_dir.path}: resuming a run begun with code version {self.code_started} under "
+                  f"{run_code(self.cfg)['version']}; its record will say it mixes the two")
         set_rng_state(state["rng"])
         if self.place.is_main:
             self.run_dir.truncate_log(self.epoch)
@@ -328,6 +377,7 @@ class _Training:
                 "totals": dict(self.totals),
                 "peak_train_mb": self.peak_train_mb,
                 "started": self.started,
+                "code_version": self.code_started,
                 "pruner": self.pruner.state_dict(),
                 "rng": rng_state(),
             },
@@ -466,6 +516,8 @@ class _Training:
             metrics.update(self.pruner.final_metrics())
         record = record_header(cfg, status, self.device, self.started)
         record["metrics"] = metrics
+        if self.code_started != record["code"]["version"]:
+            record["code"]["started_with"] = self.code_started  # resumed across a code change: mixed
         if error is not None:
             record["error"] = error
         return record

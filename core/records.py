@@ -5,11 +5,18 @@
 to the same folder `<output_root>/runs/<experiment>/<run_id>/`. Resuming, skipping finished
 runs and joining runs into tables all rest on that.
 
+Attempts that are not resumed (a failed one, or one rerun with `--rerun`) are moved aside whole,
+kept for inspection, to `<output_root>/attempts/<experiment>/<run_id>/<time>-<status>/`, where
+no reader of `runs/` sees them.
+
 A run folder holds (see DESIGN.md, "Contracts"):
     config.yaml     the resolved config, written before training starts
     checkpoint.pt   the latest training state, rewritten atomically
     log.jsonl       one line per epoch
-    record.json     written once, last, when the run has finished ("done" or "failed")
+    record.json     written once, last, when the run has finished ("done" or "failed"), with
+                    the code version it was computed by (`core.version`)
+    lease.json      while a process trains it: who (`core.lease`); no other process trains it
+    job.json        where the suite submitted it (`slurm.dispatch`)
     pruned.pt       the exported (physically slimmed) network, weights only (`core.export`)
     pruned_module.pt  the same as a pickled module, only with `save_module=true`
 """
@@ -18,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from core.config import RunConfig, result_fields, to_yaml
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json, write_text
+from core.lease import LEASE_FILE, Lease, lease_state
 
 RUN_ID_LENGTH = 12
 
@@ -66,6 +76,45 @@ class RunDir:
     @property
     def export_module(self) -> Path:
         return self.path / "pruned_module.pt"
+
+    @property
+    def lease(self) -> Path:
+        return self.path / LEASE_FILE
+
+    @property
+    def job(self) -> Path:
+        return self.path / "job.json"
+
+    def take_lease(self) -> Lease:
+        """This process's exclusive lease on the folder; `core.lease.LeaseHeld` names the holder."""
+        return Lease.acquire(self.path)
+
+    def lease_state(self) -> tuple[Any, str] | None:
+        """(holder, 'alive' | 'dead' | 'unknown') of the folder's lease, None without one."""
+        return lease_state(self.path)
+
+    @property
+    def attempts(self) -> Path:
+        """Where this run's set-aside attempts go (outside `runs/`, which readers scan)."""
+        return self.path.parent.parent.parent / "attempts" / self.path.parent.name / self.path.name
+
+    def set_aside(self, why: str) -> Path | None:
+        """Move the attempt's files (all but the lease and the job file) to `attempts`, kept for
+        inspection; the folder starts afresh. Call it holding the lease. None if nothing was there."""
+        files = [p for p in sorted(self.path.iterdir()) if p.name not in (LEASE_FILE, "job.json")] \
+            if self.path.is_dir() else []
+        if not files:
+            return None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        target = self.attempts / f"{stamp}-{why}"
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.attempts / f"{stamp}-{why}-{n}"
+        target.mkdir(parents=True)
+        for path in files:
+            os.replace(path, target / path.name)
+        return target
 
     def status(self) -> str:
         """'done' | 'failed' (a record says so) | 'partial' (a checkpoint, no record) | 'missing'."""

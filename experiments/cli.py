@@ -9,8 +9,12 @@
     python -m experiments run my_grid.yaml ...          # a grid of one's own, same format
 
 `run` expands the grid, validates every cell (a typo or an unknown method names the cell and
-stops before anything is submitted), skips cells that are done or already queued, submits the
-rest and prints where each went. It also writes `<output_root>/experiments/<name>-<profile>.json`,
+stops before anything is submitted), skips cells that are done, queued or being trained (a run
+folder's lease says by whom; a SLURM job whose state `squeue` cannot tell is left alone), and
+failed cells unless `--rerun failed`; submits the rest and prints where each went. `--rerun
+stale|failed|all` first moves the earlier attempts aside (kept under `<output-root>/attempts/`).
+A cell is stale when its record comes from another code version than this checkout's
+(`core.version`); `status` flags those. It also writes `<output_root>/experiments/<name>-<profile>.json`,
 the list of the experiment's cells and run folders that the analysis reads.
 
 Exit status: 0 when everything submitted (or, for local/inline/debug, everything run) succeeded;
@@ -53,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                           "this process (no interpreter start per run: what make demo uses); slurm: job arrays; "
                           "debug: in this process under submitit's debugger")
     run.add_argument("--dry-run", action="store_true", help="validate and show what would be submitted; submit nothing")
+    run.add_argument("--rerun", choices=sorted(RERUN_STATES), default=None,
+                     help="set earlier attempts aside (kept under <output-root>/attempts/) and run them afresh: failed runs "
+                          "(by default they are reported, not retried), stale ones (done by another code version), or all")
     slurm = run.add_argument_group("slurm executor (also read from $S2H_SLURM_CONFIG or ./slurm.yaml)")
     slurm.add_argument("--partition")
     slurm.add_argument("--account")
@@ -124,7 +131,7 @@ def _status(expansion: Expansion) -> int:
     print(f"{expansion.experiment.name} ({expansion.profile} profile): {expansion.experiment.title}")
     for cell in expansion.all_cells:
         state = cell_state(cell)
-        counts[state.state] += 1
+        counts[state.state + (" (stale)" if state.state == "done" and state.reason else "")] += 1
         home = f" [{cell.experiment}'s run]" if cell.experiment != expansion.experiment.name else ""
         reason = f": {state.reason}" if state.reason else ""
         print(f"  {state.state:<11} {cell.describe()}{home}  {cell.run_dir.path}{reason}")
@@ -144,18 +151,40 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
         keys = ("partition", "account", "qos", "time_min", "cpus_per_task", "mem_gb", "constraint", "parallelism", "gpus")
         settings = load_settings({k: getattr(args, k) for k in keys}, args.sbatch, args.slurm_config)
     name = expansion.experiment.name
-    todo, alive, skipped, queued = [], {}, Counter(), set()
+    todo, alive, skipped, queued, set_aside = [], {}, Counter(), set(), []
     for cell in expansion.all_cells:
         state = cell_state(cell)
+        if cell.run_dir.path in queued:  # a run two cells share is looked at once
+            continue
+        if _rerun(state, args.rerun) and not args.dry_run:
+            free, moved = _set_aside(cell, state)
+            if not free:
+                skipped["running"] += 1
+                continue
+            if moved is not None:
+                set_aside.append(moved)
+            state = cell_state(cell)
         if state.state == "done":
-            skipped["done"] += 1
-        elif state.state in ("running", "queued"):
+            skipped["done (stale)" if state.reason else "done"] += 1
+        elif state.state in ("running", "queued", "unknown"):
             skipped[state.state] += 1
-            alive[str(cell.run_dir.path)] = str(state.job.get("job_id"))
-            print(f"{cell.experiment} {cell.describe()}: already {state.reason}")
-        elif cell.run_dir.path not in queued:  # a run two cells share is submitted once
+            if state.job.get("executor") == "slurm":
+                alive[str(cell.run_dir.path)] = str(state.job.get("job_id"))
+            print(f"{cell.experiment} {cell.describe()}: {state.state}: {state.reason}")
+        elif state.state == "failed" and args.rerun is None:
+            skipped["failed"] += 1
+            print(f"{cell.experiment} {cell.describe()}: failed: {state.reason[:160]} ({cell.run_dir.path})")
+        else:
             queued.add(cell.run_dir.path)
             todo.append(cell)
+        if args.rerun is not None and _rerun(state, args.rerun) and args.dry_run:
+            print(f"  would set aside {cell.experiment} {cell.describe()} ({state.state}{', ' + state.reason if state.reason else ''})")
+    if set_aside:
+        print(f"set aside {len(set_aside)} earlier attempts (kept under {Path(args.output_root) / 'attempts'})")
+    if skipped["failed"]:
+        print(f"{skipped['failed']} failed runs are not retried: `--rerun failed` (make {name} RERUN=failed) runs them afresh")
+    if skipped["done (stale)"]:
+        print(f"{skipped['done (stale)']} runs come from another code version: `--rerun stale` (make {name} RERUN=stale) reruns them")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items())) or "none done yet"
     print(f"{name} ({expansion.profile} profile): {len(expansion.all_cells)} cells; {summary}; {len(todo)} to run"
           + (f" on {args.executor}" if todo else ""))
@@ -169,12 +198,42 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
     folder = Path(args.output_root) / "submitit" / name
     submitted = submit(todo, args.executor, folder, settings, alive)
     failed = [s for s in submitted if s.outcome in ("failed", "skipped")]
+    held = [s for s in submitted if s.outcome == "held"]
+    if held:
+        print(f"{len(held)} runs were being trained by other processes and were left to them")
     if args.executor == "slurm":
         print(f"{len(submitted)} runs queued; `python -m experiments status {args.name} --profile {expansion.profile}` follows them; "
               f"submitit logs under {folder}")
     else:
         print(f"{len(submitted) - len(failed)} of {len(submitted)} runs finished" + (f", {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
+
+
+RERUN_STATES = {"failed": {"failed"}, "stale": {"done"}, "all": {"done", "failed", "interrupted", "missing"}}
+
+
+def _rerun(state: Any, which: str | None) -> bool:
+    """Whether `--rerun which` sets this cell's attempt aside (stale: done runs of another code version)."""
+    if which is None or state.state not in RERUN_STATES[which]:
+        return False
+    return which != "stale" or bool(state.reason)
+
+
+def _set_aside(cell: Any, state: Any) -> tuple[bool, Path | None]:
+    """Move the cell's attempt aside under its lease: (False, None) when another process holds
+    it, else (True, where it went or None when there was nothing to move)."""
+    from core.lease import LeaseHeld
+
+    try:
+        lease = cell.run_dir.take_lease()
+    except LeaseHeld as exc:
+        print(f"{cell.experiment} {cell.describe()}: not set aside: {exc}")
+        return False, None
+    with lease:
+        moved = cell.run_dir.set_aside(state.state if state.state != "done" else "rerun")
+    if moved is not None:
+        print(f"{cell.experiment} {cell.describe()}: {state.state} attempt set aside in {moved}")
+    return True, moved
 
 
 def _check_datasets(cells: list[Any]) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,13 +32,13 @@ from core.config import to_dict
 from core.errors import ConfigError
 from core.env import size_threads
 from core.files import write_json
+from core.lease import LIVE_SLURM_STATES, hostname, pid_alive, slurm_job_state
+from core.version import staleness
 from slurm.jobs import RunJob, run_config
 from slurm.settings import SlurmSettings, executor_parameters
 
 EXECUTORS = ("local", "inline", "slurm", "debug")
 IN_PROCESS = ("inline", "debug")  # no interpreter of their own: one GPU at most
-LIVE_SLURM_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
-                     "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
 
 
 # ----------------------------------------------------------------------------- state
@@ -48,7 +46,7 @@ LIVE_SLURM_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUE
 
 @dataclass
 class CellState:
-    state: str  # done | failed | running | queued | interrupted | missing
+    state: str  # done | failed | running | queued | unknown | interrupted | missing
     reason: str = ""
     job: dict[str, Any] = field(default_factory=dict)
 
@@ -59,40 +57,49 @@ def job_file(run_path: Path) -> Path:
 
 def read_job(run_path: Path) -> dict[str, Any]:
     path = job_file(run_path)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def slurm_job_state(job_id: str) -> str | None:
-    """SLURM's state of a job (array task ids like 12_3 included), None once SLURM forgot it."""
-    if shutil.which("squeue") is None:
-        return None
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    states = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return states[0] if out.returncode == 0 and states else None
-
-
-def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def job_liveness(job: dict[str, Any]) -> str | None:
+    """'running' | 'queued' | 'unknown' for a submission that may still train the run, else None.
+
+    SLURM jobs by `squeue` (with a timeout; an error or a timeout is 'unknown', never 'gone');
+    local and inline submissions by their process on this host (the submitting process claims
+    every cell it has queued, so a second submission does not start them too)."""
+    if job.get("executor") == "slurm":
+        state = slurm_job_state(str(job["job_id"]))
+        if state is None:
+            return "unknown"
+        return None if state not in LIVE_SLURM_STATES else "running" if state == "RUNNING" else "queued"
+    if job.get("executor") in ("local", "inline") and job.get("pid") and job.get("host") == hostname():
+        if job.get("ended") or int(job["pid"]) == os.getpid():
+            return None  # its turn came and went, or the claim is this very process's
+        return "queued" if pid_alive(int(job["pid"])) else None
+    return None
 
 
 def cell_state(cell: Any) -> CellState:
-    """Where a cell's run stands, from its run folder and, for queued jobs, SLURM."""
+    """Where a cell's run stands: its record, its lease (who trains it), its submission."""
     run_dir = cell.run_dir
     record = run_dir.read_record()
     job = read_job(run_dir.path)
     if record is not None and record.get("status") == "done":
-        return CellState("done", job=job)
-    live = None
-    if job.get("executor") == "slurm":
-        live = slurm_job_state(str(job["job_id"]))
-    elif job.get("executor") in ("local", "inline") and job.get("pid") and _pid_alive(int(job["pid"])) and job.get("host") == os.uname().nodename:
-        live = "RUNNING"
-    if live in LIVE_SLURM_STATES:
-        return CellState("running" if live == "RUNNING" else "queued", f"{job['executor']} job {job['job_id']} {live.lower()}", job)
+        return CellState("done", staleness(record), job)
+    lease = run_dir.lease_state()
+    if lease is not None and lease[1] == "alive":
+        return CellState("running", f"by {lease[0].describe()}", job)
+    if lease is not None and lease[1] == "unknown":
+        return CellState("unknown", f"lease held by {lease[0].describe()}, whose state cannot be known here; "
+                                    f"not resubmitted (remove {run_dir.lease} if it is gone)", job)
+    live = job_liveness(job)
+    if live == "unknown":
+        return CellState("unknown", f"SLURM job {job['job_id']}: squeue gave no answer; not resubmitted "
+                                    f"(remove {job_file(run_dir.path)} to submit it anyway)", job)
+    if live is not None:
+        return CellState(live, f"{job['executor']} job {job['job_id']} {live}", job)
     if record is not None:
         return CellState("failed", str(record.get("error", "no reason recorded")), job)
     if run_dir.checkpoint.exists():
@@ -111,7 +118,7 @@ class Submitted:
     cell: Any
     executor: str
     job_id: str
-    outcome: str = "queued"  # local/debug: done | failed | skipped (a source failed)
+    outcome: str = "queued"  # local/debug: done | failed | held (another process trains it) | skipped (a source failed or is held)
     detail: str = ""
 
 
@@ -165,14 +172,20 @@ def submit(cells: list[Any], executor: str, folder: Path, settings: SlurmSetting
 def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[str], None]) -> list[Submitted]:
     done: list[Submitted] = []
     failed: set[str] = set()
+    held: set[str] = set()
     width = len(str(len(cells)))
+    for cell in cells:  # claimed while they wait their turn: a second submission leaves them to us
+        _claim(cell, executor)
     for i, cell in enumerate(cells, 1):
         head = f"[{i:>{width}}/{len(cells)}] {cell.experiment} {cell.describe()}"
         broken = [str(s.run_dir.path) for s in cell.needs if str(s.run_dir.path) in failed]
-        if broken:
-            done.append(Submitted(cell, executor, "-", "skipped", f"its source {broken[0]} failed"))
-            say(f"{head}: skipped, its source {broken[0]} failed")
-            failed.add(str(cell.run_dir.path))
+        busy = [str(s.run_dir.path) for s in cell.needs if str(s.run_dir.path) in held]
+        if broken or busy:
+            why = f"its source {broken[0]} failed" if broken else f"its source {busy[0]} is trained by another process"
+            done.append(Submitted(cell, executor, "-", "skipped", why))
+            say(f"{head}: skipped, {why}")
+            (failed if broken else held).add(str(cell.run_dir.path))
+            _end_claim(cell)
             continue
         gpus = cell.cfg.train.gpus
         if executor in IN_PROCESS and gpus > 1:
@@ -183,16 +196,19 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
         try:
             if executor == "inline":
                 size_threads()  # this process's CPUs (its affinity, $S2H_THREADS)
-                pid = os.getpid()
-                write_json(job_file(cell.run_dir.path), {"executor": "inline", "job_id": str(pid), "pid": pid,
-                                                         "host": os.uname().nodename, "submitted": _now()})
-                job_id, outcome = str(pid), run_config(to_dict(cell.cfg))
+                job_id, outcome = str(os.getpid()), run_config(to_dict(cell.cfg))
             else:
                 job = _start(executor, folder, gpus, cell)
                 job_id = str(job.job_id)
                 while not job.done():  # submitit's own wait polls once a second
                     time.sleep(0.1)
                 outcome = job.results()[0]  # rank 0's summary
+            if outcome["status"] == "held":
+                held.add(str(cell.run_dir.path))
+                done.append(Submitted(cell, executor, job_id, "held", str(outcome.get("error"))))
+                say(f"{head}: not run here: {outcome.get('error')}")
+                _end_claim(cell)
+                continue
             ok = outcome["status"] in ("done", "skipped")
             detail = (f"top1 {outcome['top1']:.2f} %, FLOPs ratio {outcome['flops_ratio']:.3f}" if ok and outcome.get("top1") is not None
                       else str(outcome.get("error")))
@@ -206,6 +222,7 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
             if executor == "local" and job is not None:
                 detail += f" (log: {job.paths.stderr})"
         seconds = time.perf_counter() - tick
+        _end_claim(cell)
         if not ok:
             failed.add(str(cell.run_dir.path))
         done.append(Submitted(cell, executor, job_id, "done" if ok else "failed", detail))
@@ -223,7 +240,7 @@ def _start(executor: str, folder: Path, gpus: int, cell: Any) -> Any:
     visible = min(gpus, torch.cuda.device_count())
     ex.update_parameters(timeout_min=7 * 24 * 60, tasks_per_node=gpus, gpus_per_node=visible)
     job = ex.submit(RunJob(to_dict(cell.cfg)))
-    _write_job(cell, executor, job, pid=_local_pid(job), host=os.uname().nodename)
+    _write_job(cell, executor, job, pid=os.getpid(), host=hostname())  # alive while this process waits for it
     return job
 
 
@@ -231,9 +248,17 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _local_pid(job: Any) -> int | None:
-    process = getattr(job, "_process", None)
-    return getattr(process, "pid", None)
+def _end_claim(cell: Any) -> None:
+    job = read_job(cell.run_dir.path)
+    if job.get("pid") == os.getpid():
+        write_json(job_file(cell.run_dir.path), {**job, "ended": _now()})
+
+
+def _claim(cell: Any, executor: str) -> None:
+    """Mark a cell as queued by this process (alive while it is), until its job starts."""
+    write_json(job_file(cell.run_dir.path), {"executor": executor if executor != "debug" else "inline",
+                                             "job_id": f"queued-in-{os.getpid()}", "pid": os.getpid(),
+                                             "host": hostname(), "submitted": _now()})
 
 
 def _submit_slurm(ordered: list[list[Any]], folder: Path, settings: SlurmSettings, alive_sources: dict[str, str],

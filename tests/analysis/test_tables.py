@@ -16,6 +16,7 @@ from analysis.grid import DASH, Entry, Grid
 from analysis.records import in_memory, load_runs
 from analysis.render import latex, markdown, render, tex_document, tidy_csv
 from analysis.tables import TABLE_NUMBERS, build, choose_profile
+from core.version import code_version
 
 BASE_CONFIG = {
     "experiment": "table1", "profile": "paper", "seed": 0,
@@ -27,6 +28,12 @@ BASE_CONFIG = {
                           "g_l_w": True, "g_g_w": True, "init_from": None}},
     "output_root": "results", "progress": True,
 }
+
+
+def current_code(method: str) -> dict:
+    """The `code` field a run of `method` gets from this checkout."""
+    packages = ("core",) if method == "dense" else ("core", "method" if method == "s2hpruner" else "baselines")
+    return {"version": code_version(packages), "packages": list(packages)}
 
 
 def record(experiment: str = "table1", method: str = "s2hpruner", model: str = "resnet50", target: float | None = 0.15,
@@ -49,7 +56,7 @@ def record(experiment: str = "table1", method: str = "s2hpruner", model: str = "
            "profile": profile, "status": status, "method": method, "model": model, "dataset": "cifar100",
            "flops_target": target, "seed": seed, "metrics": m if status == "done" else {}, "config": config,
            "env": {"python": "3.11.7", "torch": "2.x", "cuda": None, "device": "cpu (x86_64)", "git_sha": "abc",
-                   "git_dirty": False}}
+                   "git_dirty": False}, "code": current_code(method)}
     if error:
         out["error"] = error
     return out
@@ -107,6 +114,24 @@ def test_table1_footer_counts_missing_and_failed(table1_runs):
     assert "†: achieved FLOPs ratio more than 0.02 from the target: table1 wrn28_10 s2hpruner 55% seed 0: 0.600" in footer
     assert "mean and sample standard deviation over k seeds" in footer
     assert footer.count("  missing: ") == 10 and "and 34 more" in footer
+
+
+def test_stale_runs_and_cells_mixing_code_versions_are_flagged():
+    old = record(method="rst_s", target=0.35, seed=0, top1=70.0)
+    old["code"] = {"version": "0123456789ab", "packages": ["core", "baselines"]}
+    unknown = record(method="refill", target=0.15, top1=60.0)
+    del unknown["code"]  # a record from before code versions
+    fresh = record(method="rst_s", target=0.35, seed=1, top1=72.0)
+    grid = build(1, in_memory([old, fresh, unknown, record(method="otov2", target=0.55, top1=65.0)]), "paper")
+    cells = entries(grid)
+    assert cells[("RST-S [1]", "ResNet-50 35%")].marks == "§"
+    assert cells[("Refill [5]", "ResNet-50 15%")].marks == "§"
+    assert cells[("OTOv2 [6]", "ResNet-50 55%")].marks == ""
+    footer = "\n".join(grid.footer())
+    assert "§: runs from another code version than this checkout's (make table1 RERUN=stale reruns them)" in footer
+    assert "table1 resnet50 rst_s 35% seed 0 (code 0123456789ab, this checkout" in footer
+    assert "table1 resnet50 refill 15% seed 0 (no code version recorded)" in footer
+    assert "Cells averaging runs of different code versions: table1 resnet50 rst_s 35%" in footer
 
 
 def test_profile_label_and_default_profile(table1_runs):
@@ -314,6 +339,7 @@ def test_every_grid_cell_lands_on_one_table_cell(profile):
                 "run_id": run_id(cfg), "experiment": cfg.experiment, "profile": cfg.profile, "status": "done",
                 "method": cfg.prune.method, "model": cfg.model.name, "dataset": cfg.data.name,
                 "flops_target": cfg.prune.flops_target, "seed": cfg.seed, "config": to_dict(cfg),
+                "code": current_code(cfg.prune.method),
                 "metrics": {"top1": 50.0, "flops_ratio": cfg.prune.flops_target, "top1_soft": 50.0,
                             "gap_js": 0.1, "gap_l2": 0.1, "top1_original": 50.0, "epoch_time_s": 1.0,
                             "peak_mem_mb_train": 1.0, "peak_mem_mb_infer": 1.0},

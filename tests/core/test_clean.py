@@ -30,6 +30,12 @@ def test_clean_keeps_paper_and_custom_runs_and_removes_the_smoke_ones(tmp_path):
     paper = _run_folder(results, "table1", "paper_done", "paper")
     custom = _run_folder(results, "demo", "mine", "custom")  # a user's own run, even under runs/demo
     custom_interrupted = _run_folder(results, "custom", "long", "custom", record=False)
+    # attempts set aside by reruns: the smoke one goes, the paper one stays
+    smoke_attempt = results / "attempts" / "table1" / "smoke_done" / "20261201T000000-failed"
+    paper_attempt = results / "attempts" / "table1" / "paper_done" / "20261201T000000-rerun"
+    for attempt, profile in ((smoke_attempt, "smoke"), (paper_attempt, "paper")):
+        attempt.mkdir(parents=True)
+        (attempt / "record.json").write_text(json.dumps({"status": "failed", "profile": profile}))
     manifests = results / "experiments"
     manifests.mkdir()
     for profile, folders in (("smoke", [smoke, queued]), ("paper", [paper])):
@@ -41,9 +47,9 @@ def test_clean_keeps_paper_and_custom_runs_and_removes_the_smoke_ones(tmp_path):
     assert smoke.exists() and f"would remove {queued}" in listed  # a dry run removes nothing
     out = subprocess.run([sys.executable, "-m", "core.clean", str(results)], cwd=PROJECT, capture_output=True,
                          text=True, check=True).stdout
-    for gone in (smoke, demo, queued, manifests / "table1-smoke.json"):
+    for gone in (smoke, demo, queued, manifests / "table1-smoke.json", smoke_attempt):
         assert not gone.exists() and f"removing {gone}" in out
-    assert all(f.exists() for f in (paper, custom, custom_interrupted, manifests / "table1-paper.json"))
+    assert all(f.exists() for f in (paper, custom, custom_interrupted, manifests / "table1-paper.json", paper_attempt))
     assert "kept run folders: 2 custom, 1 paper" in out
 
 

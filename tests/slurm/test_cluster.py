@@ -94,3 +94,31 @@ def test_requeued_job_resumes_from_its_checkpoint_to_the_uninterrupted_record(gr
     assert log(cell.run_dir) == log(reference.run_dir)
     widths = lambda d: (d.path / "widths.jsonl").read_text()  # noqa: E731
     assert widths(cell.run_dir) == widths(reference.run_dir)
+
+
+def test_time_limit_signal_checkpoints_requeues_through_submitit_and_resumes(grid, tmp_path, capsys):
+    """The time-limit path: SLURM's SIGUSR2 (sent here with `scancel --signal`, as `--signal=USR2@90`
+    does ahead of the limit) makes the engine write its checkpoint and hand over to submitit,
+    which requeues the job; the requeued job resumes and ends with the uninterrupted record."""
+    longer = [*SHRINK, "data.options.train_size=256", "train.epochs=6"]
+    path = grid("base: {data.name: cifar100, model.name: wrn28_10, prune.method: rst_s, prune.flops_target: 0.4}\n")
+    reference_root, root = str(tmp_path / "reference"), str(tmp_path / "results")
+    assert main(["run", path, *SLURM, "--output-root", reference_root, *longer]) == 0
+    assert main(["run", path, *SLURM, "--output-root", root, *longer]) == 0
+    (reference,) = expand(path, "smoke", longer, output_root=reference_root).cells
+    (cell,) = expand(path, "smoke", longer, output_root=root).cells
+    job_id = _job(cell)["job_id"]
+    _wait(lambda: cell.run_dir.checkpoint.exists() and cell.run_dir.lease.exists(), 240, "the first checkpoint")
+    assert not cell.run_dir.record.exists(), "the run finished before it could be signalled; make it longer"
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    _wait(lambda: cell.run_dir.record.exists() and reference.run_dir.record.exists(), 400, "both records")
+    job = _job(cell)
+    logs = Path(job["stdout"]).read_text() + Path(job["stderr"]).read_text()
+    assert "Caught signal SIGUSR2" in logs and "Calling checkpoint method" in logs, logs[-2000:]
+    assert f"Requeued job {job_id}" in logs and "Restarts=1" in _scontrol(job_id)  # submitit requeued it, once
+    assert "resuming at epoch" in logs  # from the checkpoint the engine wrote on the signal
+    assert not cell.run_dir.lease.exists()  # released by each incarnation
+    got, want = cell.run_dir.read_record(), reference.run_dir.read_record()
+    assert got["status"] == want["status"] == "done"
+    strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE_METRICS}  # noqa: E731
+    assert strip(got["metrics"]) == strip(want["metrics"])

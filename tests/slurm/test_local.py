@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,9 @@ def test_local_runs_each_cell_in_a_subprocess_then_skips_them(grid, tmp_path, ca
         record = cell.run_dir.read_record()
         assert record["status"] == "done" and record["profile"] == "smoke" and record["experiment"] == "mine"
         job = json.loads((cell.run_dir.path / "job.json").read_text())
-        assert job["executor"] == "local" and job["pid"] != __import__("os").getpid()  # another process
+        # submitit's job (its own interpreter, its own log), claimed by this process, which waited for it
+        assert job["executor"] == "local" and job["pid"] == __import__("os").getpid()
+        assert not job["job_id"].startswith("queued-in") and Path(job["stdout"]).exists()
     assert main(["run", path, "--output-root", root, *SHRINK]) == 0
     assert "2 done; 0 to run" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "results" / "experiments" / "mine-smoke.json").read_text())
