@@ -17,23 +17,6 @@ from core.files import read_jsonl  # standard library only, like everything here
 
 PROFILES = ("paper", "smoke")
 
-# Config fields that do not change what a run computes; two runs of one table cell that differ
-# only in these (and the seed) are replicas whose numbers may be averaged.
-COSMETIC_FIELDS = (
-    ("seed",),
-    ("output_root",),
-    ("progress",),
-    ("experiment",),
-    ("data", "root"),
-    ("data", "workers"),
-    ("data", "download"),
-    ("train", "device"),
-    ("train", "eval_every"),
-    ("train", "eval_batch_size"),
-    ("prune", "options", "widths_every"),
-)
-
-
 @dataclass(frozen=True)
 class Run:
     """One finished run: its `record.json` and the folder it was read from (None if made in memory)."""
@@ -100,14 +83,13 @@ class Run:
         return node
 
     def replica_key(self) -> str:
-        """The config without its seed and cosmetic fields: equal keys mean seeds of one setting."""
-        config = json.loads(json.dumps(self.record.get("config") or {}))
-        for path in COSMETIC_FIELDS:
-            node = config
-            for part in path[:-1]:
-                node = node.get(part, {}) if isinstance(node, dict) else {}
-            if isinstance(node, dict):
-                node.pop(path[-1], None)
+        """Equal keys mean seeds of one setting: the engine's `setting_id` (the run id less the
+        seed, by core's own flags of which fields change results); a record from before it
+        existed falls back to its whole config less the seed (such records are stale anyway)."""
+        if self.record.get("setting_id"):
+            return str(self.record["setting_id"])
+        config = dict(self.record.get("config") or {})
+        config.pop("seed", None)
         return json.dumps(config, sort_keys=True)
 
     # ------------------------------------------------------------------ files beside the record

@@ -19,6 +19,7 @@ figure; `python -m analysis table 10` reads its time and memory rows from it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -62,12 +63,12 @@ def exported_runs(results: str | Path, which: str) -> list[Any]:
     return [run for run in chosen if run.path is not None and (run.path / "pruned.pt").exists()]
 
 
-def reference_key(config: dict[str, Any]) -> str:
+def reference_key(folder: Path) -> str:
     """What a run's dense reference depends on (from its recorded config): the model and the data's shape."""
-    from bench.inference import run_shape
-    from core.config import from_dict
+    from bench.inference import run_config, run_shape
 
-    return json.dumps([config["model"], *run_shape(from_dict(config))], sort_keys=True)
+    cfg = run_config(folder)
+    return json.dumps([dataclasses.asdict(cfg.model), *run_shape(cfg)], sort_keys=True)
 
 
 def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -77,7 +78,7 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
     references: dict[str, dict[str, Any]] = {}
     dense_rows, rows = [], []
     for run in runs:
-        key = reference_key(run.record["config"])
+        key = reference_key(run.path)
         if key not in references:
             references[key] = in_fresh_process("bench.inference", [f"dense:{run.path}", "--device", device])
             dense_rows.append(references[key])

@@ -29,13 +29,14 @@ import torch
 import torch.nn as nn
 
 from bench.training import synchronize
-from core.config import RunConfig, from_dict, load
+from core.config import RunConfig, load
 from core.data import dataset_spec
 from core.engine import resolve_device
 from core.export import load_pruned
 from core.groups import FlopsModel, groups_for_run, prefix_mask, slim
 from core.measure import MemoryPeak, count_flops, count_params, memory_kind, tensor_mb
 from core.models import build_model
+from core.records import RunDir
 
 TARGETS = (0.15, 0.35, 0.55)
 BATCHES = (1, 64)
@@ -80,8 +81,8 @@ def networks(targets: tuple[float, ...] = TARGETS, width: float = 1.0) -> dict[s
 
 
 def run_config(folder: str | Path) -> RunConfig:
-    """The resolved config a run recorded."""
-    return from_dict(json.loads((Path(folder) / "record.json").read_text())["config"])
+    """The resolved config a run recorded, its references resolved beside the folder (see `RunDir.load_config`)."""
+    return RunDir(Path(folder)).load_config()
 
 
 def run_shape(cfg: RunConfig) -> tuple[int, int]:

@@ -214,7 +214,17 @@ def to_yaml(cfg: RunConfig) -> str:
 
 
 def result_fields(cfg: RunConfig) -> dict[str, Any]:
-    """The part of a config that can change results: what the run id is a hash of."""
+    """The part of a config that can change results: what the run id is a hash of.
+
+    A field changes results unless it says `result=False` in its metadata: the config's own
+    fields (`_field`) and, the same way, the fields of each model's, dataset's and method's
+    options dataclass (e.g. S2HPruner's `widths_every`, which only sets how often widths are
+    logged). This is the one definition of "the same run": the run id hashes it, and records
+    carry its hash without the seed (`setting_id`) for the analysis to group seeds by.
+    """
+    from core.data import DATASETS
+    from core.models import MODELS
+    from core.pruner import PRUNERS
 
     def keep(obj: Any) -> Any:
         if dataclasses.is_dataclass(obj):
@@ -225,7 +235,14 @@ def result_fields(cfg: RunConfig) -> dict[str, Any]:
             }
         return obj
 
-    return keep(cfg)
+    fields = keep(cfg)
+    for section, registry, name in (("model", MODELS, cfg.model.name), ("data", DATASETS, cfg.data.name),
+                                    ("prune", PRUNERS, cfg.prune.method)):
+        schema = registry.get(name).options if name in registry else None
+        if schema is not None:
+            cosmetic = {f.name for f in dataclasses.fields(schema) if not f.metadata.get("result", True)}
+            fields[section]["options"] = {k: v for k, v in fields[section]["options"].items() if k not in cosmetic}
+    return fields
 
 
 def _parse_overrides(overrides: list[str]) -> DictConfig:

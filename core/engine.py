@@ -57,7 +57,7 @@ from core.measure import (
 from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
 from core.lease import Lease, LeaseHeld
-from core.records import RunDir, run_id
+from core.records import RunDir, run_id, setting_id
 from core.seeding import seed_everything
 from core.version import code_version, packages_of
 
@@ -300,6 +300,7 @@ def record_header(cfg: RunConfig, status: str, device: torch.device, started: st
     """Every field of `record.json` but the metrics (empty here)."""
     return {
         "run_id": run_id(cfg),
+        "setting_id": setting_id(cfg),
         "experiment": cfg.experiment,
         "profile": cfg.profile,
         "status": status,

@@ -38,9 +38,39 @@ from core.lease import LEASE_FILE, Lease, lease_state
 RUN_ID_LENGTH = 12
 
 
-def run_id(cfg: RunConfig) -> str:
-    canonical = json.dumps(result_fields(cfg), sort_keys=True, separators=(",", ":"))
+def _digest(fields: dict[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_LENGTH]
+
+
+def run_id(cfg: RunConfig) -> str:
+    return _digest(result_fields(cfg))
+
+
+def setting_id(cfg: RunConfig) -> str:
+    """The run id less the seed: runs with equal setting ids are seeds of one setting (what the
+    analysis averages), by the same definition of "changes results" as the run id."""
+    fields = result_fields(cfg)
+    fields.pop("seed")
+    return _digest(fields)
+
+
+RUN_REF = "run:"
+
+
+def run_ref(cfg: RunConfig) -> str:
+    """How another run's config refers to this run: by experiment and run id, never by path,
+    so the referring run's id is the same under any output root (`resolve_run` finds the folder)."""
+    return f"{RUN_REF}{cfg.experiment}/{run_id(cfg)}"
+
+
+def resolve_run(ref: str, output_root: str | Path) -> Path:
+    """The run folder a reference names: `run:<experiment>/<run_id>` under `output_root`, or a
+    folder path given by hand (a user's own run, anywhere)."""
+    if ref.startswith(RUN_REF):
+        experiment, _, rid = ref[len(RUN_REF):].partition("/")
+        return Path(output_root) / "runs" / experiment / rid
+    return Path(ref).expanduser()
 
 
 @dataclass(frozen=True)
@@ -136,6 +166,29 @@ class RunDir:
 
     def write_record(self, record: dict[str, Any]) -> None:
         write_json(self.record, record)
+
+    @property
+    def output_root(self) -> Path:
+        """The results folder this run folder is in now (`<root>/runs/<experiment>/<run_id>`)."""
+        return self.path.parent.parent.parent
+
+    def load_config(self) -> RunConfig:
+        """The run's config as recorded (record.json, else config.yaml), re-validated, with its
+        output root set to where the folder is now: references to other runs resolve beside it,
+        wherever the results folder was moved or copied."""
+        import yaml
+
+        from core.config import from_dict
+
+        record = self.read_record()
+        if record is not None and isinstance(record.get("config"), dict):
+            data = dict(record["config"])
+        elif self.config.exists():
+            data = yaml.safe_load(self.config.read_text())
+        else:
+            raise FileNotFoundError(f"{self.path}: no record.json or config.yaml to read the config from")
+        data["output_root"] = str(self.output_root)
+        return from_dict(data)
 
     def write_config(self, cfg: RunConfig) -> None:
         write_text(self.config, to_yaml(cfg))

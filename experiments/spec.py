@@ -26,7 +26,8 @@ A value may be:
 - `{times: k}`: k times the value the key has below it (the recipe's), e.g. Table 10's
   double schedule `train.epochs: {times: 2}` (integers are rounded, at least 1);
 - `{run: {experiment: table1, where: {model.name: resnet50, method: s2hpruner, ...}}}`: the run
-  folder of the one matching cell of that experiment (same profile and overrides); the cell
+  (`run:<experiment>/<run_id>`, found under the output root when the run starts) of the one
+  matching cell of that experiment (same profile and overrides); the cell
   then needs that run, which is added to this experiment's cells if it is another's.
 
 A cell's config is built in layers: the embedded defaults, the profile's recipe for its
@@ -52,7 +53,7 @@ import yaml
 
 from core.config import PROFILES, RunConfig, compose, pending_runs, resolve
 from core.errors import ConfigError
-from core.records import RunDir
+from core.records import RunDir, run_ref
 
 HERE = Path(__file__).resolve().parent
 RECIPES = HERE / "recipes.yaml"
@@ -267,7 +268,7 @@ def expand(
                 if source.reused or source.owner != exp.name:
                     extra.setdefault(str(source.run_dir.path), source)
                 needs.append(source)
-                merged[key] = str(source.run_dir.path)
+                merged[key] = run_ref(source.cfg)  # by experiment and run id: the same under any output root
             else:
                 merged[key] = _resolve_value(key, value, merged, profile, where)
         if profile == "smoke":  # the offline dataset stands in for the cell's real one

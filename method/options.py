@@ -18,7 +18,7 @@ order=fixed mask_momentum=0.9 mask_nesterov=false` (`PAPER_TEXT` below).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from core.errors import ConfigError
@@ -71,7 +71,8 @@ class S2HOptions:
     reorder_every: int = 0  # epochs between importance re-orderings (0: order fixed at the start)
     recalibrate_bn: bool = True  # recompute BN statistics of evaluated/exported networks
     recalibrate_batches: int = 20  # training batches used for that
-    widths_every: int = 50  # steps between lines of widths.jsonl (0: only at epoch ends)
+    # steps between lines of widths.jsonl (0: only at epoch ends); logging only: not in the run id
+    widths_every: int = field(default=50, metadata={"result": False})
     init_from: Optional[str] = None  # a finished run folder to start from (Table 7 fine-tuning)
 
     def validate(self) -> None:

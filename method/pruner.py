@@ -11,7 +11,7 @@ of the mask logits; `hard_ft`: the hard network's cross-entropy, masks frozen), 
 schedule; the mask logits SGD with `mask_lr` (`mask_schedule`), the weights' optimizer's
 momentum and Nesterov unless `mask_momentum` / `mask_nesterov` say otherwise, and
 `mask_weight_decay`. `warmup_epochs` must be below `train.epochs`. Fine-tuning a finished
-run (Table 7) is `prune.options.init_from=<its run folder>` with the learning rate you want.
+run (Table 7) is `prune.options.init_from=<its run folder, or run:<experiment>/<run id>>` with the learning rate you want.
 
 Evaluation: "hard" is the physically slimmed network (what `pruned.pt` will be), "soft" the
 network under the soft masks, both with BatchNorm statistics recalibrated on training
@@ -49,6 +49,7 @@ from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json
 from core.groups import groups_for_run, slim
 from core.optim import build_optimizer, build_scheduler
 from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target
+from core.records import resolve_run
 from method.algorithm import S2HState
 from method.evaluation import gap_sums, recalibrate_bn, soft_targets
 from method.options import S2HOptions
@@ -83,7 +84,7 @@ class S2HPruner(SubstratePruner):
         self.training = S2HTraining(self.state, self.options, self.optimizer, on_widths=self._write_widths)
         self._evaluated: dict[str, Any] = {}
         if self.options.init_from:
-            self.training.init_from(self.options.init_from, ctx.device)
+            self.training.init_from(resolve_run(self.options.init_from, ctx.cfg.output_root), ctx.device)
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
@@ -92,10 +93,11 @@ class S2HPruner(SubstratePruner):
         if options.warmup_epochs >= cfg.train.epochs:
             raise ConfigError(f"prune.options.warmup_epochs ({options.warmup_epochs}) must be below train.epochs "
                               f"({cfg.train.epochs}): the masks would never train")
-        if options.init_from and is_pending_run(options.init_from):
+        source = resolve_run(options.init_from, cfg.output_root) if options.init_from else None
+        if source is not None and is_pending_run(source):
             return  # queued before this run in the same submission
-        if options.init_from and not (Path(options.init_from).expanduser() / "checkpoint.pt").exists():
-            raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {options.init_from}")
+        if source is not None and not (source / "checkpoint.pt").exists():
+            raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {source}")
 
     @property
     def mask_optimizer(self) -> torch.optim.Optimizer:

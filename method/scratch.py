@@ -24,6 +24,7 @@ from core.dense import DensePruner
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim
 from core.pruner import PRUNERS, TrainContext
+from core.records import resolve_run
 from method.pruner import read_architecture
 
 
@@ -76,7 +77,7 @@ class ScratchPruner(DensePruner):
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
         options = ScratchOptions(**ctx.cfg.prune.options)
-        architecture = read_architecture(options.architecture_from)
+        architecture = read_architecture(resolve_run(options.architecture_from, ctx.cfg.output_root))
         groups = groups_for_run(model, ctx.cfg.prune, ctx.image_size)
         listed = [(g["name"], g["size"]) for g in architecture["groups"]]
         if listed != [(g.name, g.size) for g in groups]:
@@ -92,7 +93,7 @@ class ScratchPruner(DensePruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        source = ScratchOptions(**cfg.prune.options).architecture_from
+        source = resolve_run(ScratchOptions(**cfg.prune.options).architecture_from, cfg.output_root)
         if not is_pending_run(source):  # a source queued earlier in the same submission is read when the run starts
             read_architecture(source)
 

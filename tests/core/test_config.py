@@ -147,4 +147,19 @@ def test_result_fields_drop_exactly_the_non_result_keys():
     assert "root" not in kept["data"] and "workers" not in kept["data"]
     assert kept["train"]["lr"] == 0.02
     all_fields = {f.name for f in dataclasses.fields(RunConfig)}
-    assert set(kept) == all_fields - {"experiment", "output_root", "progress"}
+    assert set(kept) == all_fields - {"experiment", "output_root", "progress", "save_module"}
+
+
+def test_option_fields_flagged_as_not_changing_results_leave_the_run_id_alone():
+    """S2HPruner's `widths_every` only sets how often widths are logged: same run id and setting;
+    an option that changes results (mask_lr) changes both; the seed changes the run id only."""
+    from core.records import setting_id
+
+    base = load(["prune.method=s2hpruner", "prune.flops_target=0.5"])
+    logged = load(["prune.method=s2hpruner", "prune.flops_target=0.5", "prune.options.widths_every=7"])
+    assert logged.prune.options["widths_every"] == 7 and "widths_every" not in result_fields(logged)["prune"]["options"]
+    assert run_id(logged) == run_id(base) and setting_id(logged) == setting_id(base)
+    other = load(["prune.method=s2hpruner", "prune.flops_target=0.5", "prune.options.mask_lr=1.0"])
+    assert run_id(other) != run_id(base) and setting_id(other) != setting_id(base)
+    reseeded = load(["prune.method=s2hpruner", "prune.flops_target=0.5", "seed=3"])
+    assert run_id(reseeded) != run_id(base) and setting_id(reseeded) == setting_id(base)

@@ -6,7 +6,8 @@ import torch
 from core.checkpoint import rng_state, save_torch, set_rng_state
 from core.engine import run
 from core.files import write_json
-from core.records import RunDir, iter_run_dirs, load_records
+from core.config import from_dict
+from core.records import RunDir, iter_run_dirs, load_records, run_id
 
 
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
@@ -62,3 +63,26 @@ def test_truncate_log_drops_epochs_after_the_checkpoint(tmp_path):
         d.append_log({"epoch": epoch})
     d.truncate_log(2)
     assert d.read_log() == [{"epoch": 1}, {"epoch": 2}]
+
+
+def test_a_moved_run_that_references_another_reads_its_config_beside_it(tiny, tmp_path):
+    """References are by experiment and run id: a results folder moved elsewhere still
+    validates (the source is looked for beside the run, not at the old path)."""
+    import shutil
+
+    from core.records import resolve_run, run_ref
+
+    source = run(tiny("prune.method=s2hpruner", "prune.flops_target=0.5", "train.epochs=1", "experiment=src"))
+    ref = run_ref(from_dict(source.record["config"]))
+    assert ref == f"run:src/{source.run_dir.path.name}"
+    tuned_cfg = tiny("prune.method=s2hpruner", "prune.flops_target=0.5", "train.epochs=1",
+                     f"prune.options.init_from={ref}", "train.lr=0.002")
+    tuned = run(tuned_cfg)
+    assert tuned.status == "done"
+    moved = tmp_path / "elsewhere" / "results"
+    shutil.copytree(tuned_cfg.output_root, moved)
+    shutil.rmtree(tuned_cfg.output_root)  # the old location is gone
+    copy = RunDir(moved / "runs" / "custom" / tuned.run_dir.path.name)
+    cfg = copy.load_config()
+    assert cfg.output_root == str(moved) and run_id(cfg) == copy.path.name
+    assert resolve_run(cfg.prune.options["init_from"], cfg.output_root) == moved / "runs" / "src" / source.run_dir.path.name

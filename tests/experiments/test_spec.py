@@ -107,13 +107,20 @@ def test_run_references_point_at_source_runs():
     soft = t7.cells[0]
     assert soft.cfg.prune.options["formulation"] == "soft_only"
     for cell, epochs in zip(t7.cells[1:], [1, 2, 3, 4, 5]):
-        assert cell.cfg.prune.options["init_from"] == str(soft.run_dir.path) and cell.needs == [soft]
+        assert cell.cfg.prune.options["init_from"] == f"run:table7/{soft.run_dir.path.name}" and cell.needs == [soft]
         assert cell.cfg.train.epochs == epochs and cell.cfg.train.lr == pytest.approx(0.1 * soft.cfg.train.lr)
     assert [c.cfg.train.epochs for c in expand("table7", "paper").cells[1:]] == [10, 50, 100, 250, 500]
     t8 = expand("table8", "smoke")
     source = _cell(expand("table1", "smoke"), **{"model.name": "resnet50", "method": "s2hpruner", "prune.flops_target": 0.15})
     assert [c.run_dir for c in t8.extra] == [source.run_dir]
-    assert all(c.cfg.prune.options["architecture_from"] == str(source.run_dir.path) for c in t8.cells)
+    assert all(c.cfg.prune.options["architecture_from"] == f"run:table1/{source.run_dir.path.name}" for c in t8.cells)
+
+
+@pytest.mark.parametrize("name", ["table7", "table8"])
+def test_cells_that_read_other_runs_have_the_same_run_ids_under_any_output_root(name, tmp_path):
+    here, there = (expand(name, "smoke", output_root=str(tmp_path / root)) for root in ("a", "elsewhere/b"))
+    assert [c.run_dir.path.name for c in here.all_cells] == [c.run_dir.path.name for c in there.all_cells]
+    assert all(c.run_dir.path.is_relative_to(tmp_path / "elsewhere") for c in there.all_cells)
 
 
 def test_misspelled_override_names_the_cell():

@@ -64,7 +64,7 @@ def test_debug_executor_runs_sources_before_the_runs_that_read_them(grid, tmp_pa
     assert main(["run", path, "--executor", "debug", "--output-root", root, *SHRINK]) == 0
     soft, tuned = expand(path, "smoke", SHRINK, output_root=root).cells
     assert soft.run_dir.status() == tuned.run_dir.status() == "done"
-    assert tuned.cfg.prune.options["init_from"] == str(soft.run_dir.path)
+    assert tuned.cfg.prune.options["init_from"] == f"run:mine/{soft.run_dir.path.name}"
     assert tuned.run_dir.read_record()["started"] >= soft.run_dir.read_record()["finished"]
 
 
