@@ -1,6 +1,7 @@
 """`python -m analysis`: render the paper's tables, figures and a report from run records.
 
     python -m analysis table 1 [--format md|csv|tex|html] [--profile smoke|paper] [--out FILE]
+    python -m analysis table my_grid.yaml [...]     # a grid of your own, from its runs' cell labels
     python -m analysis tables  [--profile ...]      # every table, into results/tables/
     python -m analysis figure 3 [--profile ...]     # results/figures/fig3.png and .pdf
     python -m analysis figures [--profile ...]
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from analysis.records import PROFILES, load_runs, majority_profile
 from analysis.render import FORMATS, render
-from analysis.tables import TABLE_NUMBERS, build
+from analysis.tables import TABLE_NUMBERS, build, grid_name, grid_table
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--results", default="results", help="the results folder holding runs/ (default: results)")
 
     table = commands.add_parser("table", help="print one table")
-    table.add_argument("number", type=int, help="1-10")
+    table.add_argument("number", help="1-10, or a grid of your own: its YAML file or name (run with python -m experiments)")
     table.add_argument("--format", choices=FORMATS, default="md")
     table.add_argument("--out", help="write to this file instead of printing")
     common(table)
@@ -49,8 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "table" and args.number not in TABLE_NUMBERS:
-            raise ValueError(f"no table {args.number}: the paper's tables are 1-10")
+        if args.command == "table" and args.number.isdigit():
+            args.number = int(args.number)
+            if args.number not in TABLE_NUMBERS:
+                raise ValueError(f"no table {args.number}: the paper's tables are 1-10")
+        elif args.command == "table":
+            args.grid = grid_name(args.number)
         if args.command == "figure" and not 3 <= args.number <= 9:
             raise ValueError(f"no figure {args.number}: the suite draws figures 3-9")
     except ValueError as exc:
@@ -59,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = load_runs(args.results)
     results = Path(args.results)
     if args.command == "table":
-        text = render(build(args.number, runs, args.profile), args.format)
+        grid = build(args.number, runs, args.profile) if isinstance(args.number, int) else \
+            grid_table(runs, args.grid, args.profile, args.number)
+        text = render(grid, args.format)
         if args.out:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(text)

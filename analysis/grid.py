@@ -122,10 +122,19 @@ class Grid:
     expected_runs: int = 0
     missing: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    grid_file: str | None = None  # a grid of one's own (number 0): its YAML, for the commands the footer names
+
+    @property
+    def experiment(self) -> str:
+        return self.grid_file or f"table{self.number}"
 
     @property
     def command(self) -> str:
-        return f"python -m experiments run table{self.number} --profile {self.profile}"
+        return f"python -m experiments run {self.experiment} --profile {self.profile}"
+
+    @property
+    def make_hint(self) -> str:
+        return "" if self.grid_file else f"  (or: make table{self.number} PROFILE={self.profile})"
 
     def profile_line(self) -> str | None:
         """The label that keeps smoke numbers from passing for the paper's."""
@@ -141,12 +150,11 @@ class Grid:
         found = self.expected_runs - len(self.missing)
         if self.missing:
             lines.append(f"Missing: {len(self.missing)} of {self.expected_runs} runs have no finished record "
-                         f"(shown as {DASH}). Produce them with: {self.command}  (or: make table{self.number} "
-                         f"PROFILE={self.profile})")
+                         f"(shown as {DASH}). Produce them with: {self.command}{self.make_hint}")
             lines.extend(f"  missing: {what}" for what in self.missing[:LISTED])
             if len(self.missing) > LISTED:
                 lines.append(f"  and {len(self.missing) - LISTED} more: python -m experiments status "
-                             f"table{self.number} --profile {self.profile} lists every cell")
+                             f"{self.experiment} --profile {self.profile} lists every cell")
         else:
             lines.append(f"All {found} runs of this table have a record.")
         if self.failed:

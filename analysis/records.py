@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from core.files import read_jsonl  # standard library only, like everything here
+from core.files import read_jsonl, unique  # standard library only, like everything here
 
 PROFILES = ("paper", "smoke")
 
@@ -92,6 +92,16 @@ class Run:
         config.pop("seed", None)
         return json.dumps(config, sort_keys=True)
 
+    def cells(self) -> list[dict[str, Any]]:
+        """The table cells the run fills, {"experiment", "profile", "labels"}: those its record
+        copied when written and those grids added since (`cells.jsonl` beside it)."""
+        return unique(list(self.record.get("cells") or []) + self._jsonl("cells.jsonl"))
+
+    def labels_in(self, experiment: str) -> list[dict[str, str]]:
+        """The labels of each cell of `experiment`'s grid (at this run's profile) the run fills."""
+        return [dict(c.get("labels") or {}) for c in self.cells()
+                if c.get("experiment") == experiment and c.get("profile", self.profile) == self.profile]
+
     # ------------------------------------------------------------------ files beside the record
 
     def _jsonl(self, name: str) -> list[dict[str, Any]]:
@@ -127,6 +137,11 @@ class RunSet:
     unfinished: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # record.json that does not parse: (folder, why)
     bench: list[dict[str, Any]] = field(default_factory=list)  # results/bench/*.json of `python -m bench`
+    manifests: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (experiment, profile) -> cells
+
+    def manifest_labels(self, experiment: str, profile: str) -> list[dict[str, str]]:
+        """The labels of every cell of a grid as `python -m experiments` last expanded it (run or not)."""
+        return [dict(cell.get("labels") or {}) for cell in self.manifests.get((experiment, profile), [])]
 
     def training_bench(self) -> dict[str, Any] | None:
         """The benchmark Table 10 reads: the newest on a GPU if there is one, else the newest."""
@@ -142,12 +157,17 @@ class RunSet:
         return sorted({run.profile for run in self.runs})
 
 
+def majority(counts: dict[str, int]) -> str:
+    """The profile with the most runs in `counts`; `paper` on a tie or when there are none."""
+    counts = {p: counts.get(p, 0) for p in PROFILES}
+    best = max(counts.values())
+    return "paper" if counts["paper"] == best else next(p for p in PROFILES if counts[p] == best)
+
+
 def majority_profile(runs: RunSet, experiments: Iterable[str]) -> str:
     """The profile most runs of these experiments have; `paper` on a tie or when there are none."""
     wanted = set(experiments)
-    counts = {p: sum(1 for r in runs.runs if r.profile == p and r.experiment in wanted) for p in PROFILES}
-    best = max(counts.values())
-    return "paper" if counts["paper"] == best else next(p for p in PROFILES if counts[p] == best)
+    return majority({p: sum(1 for r in runs.runs if r.profile == p and r.experiment in wanted) for p in PROFILES})
 
 
 def load_runs(results: str | Path = "results") -> RunSet:
@@ -155,6 +175,12 @@ def load_runs(results: str | Path = "results") -> RunSet:
     found = RunSet()
     for path in sorted((Path(results) / "bench").glob("*.json")):
         found.bench.append(json.loads(path.read_text()))
+    for path in sorted((Path(results) / "experiments").glob("*.json")):
+        try:
+            manifest = json.loads(path.read_text())
+            found.manifests[(str(manifest["experiment"]), str(manifest["profile"]))] = list(manifest.get("cells", []))
+        except (ValueError, KeyError, TypeError):
+            warnings.warn(f"{path}: not a grid manifest; ignored", stacklevel=2)
     runs_root = Path(results) / "runs"
     if not runs_root.is_dir():
         return found

@@ -1,21 +1,26 @@
 """Tables 1-10 of the paper as pure functions of run records.
 
 Each `tableN(runs, profile)` returns a `Grid` in the paper's layout (same rows, columns and
-order). A run belongs to a table through its home experiment (`record["experiment"]`, the YAML
-that owns it: Table 5's row 2 is Table 1's run) and a key read from its record; runs with equal
-keys are seeds of one cell and are averaged. `tests/analysis/test_tables.py` checks that every
-cell the experiment grids expand to lands on exactly one cell here.
+order). A run belongs to Table N when it carries a cell label of the grid `tableN` (written by
+`python -m experiments run tableN`, see `RunDir.cells`: Table 5's row 2 is Table 1's run, and
+carries Table 5's labels too), and its cell is read from those labels (the switches of Table 5,
+the formulation of Table 6, the epochs of Table 7, ...) or, for the benchmark tables, from the
+record's model, method and target. Runs with equal keys are seeds of one cell and are averaged.
+`tests/analysis/test_tables.py` checks that every cell the experiment grids expand to lands on
+exactly one cell here.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Hashable
 
 from analysis import paper
 from analysis.grid import DASH, Entry, Grid, Group, Row, Stat
-from analysis.records import Run, RunSet, majority_profile
+from analysis.records import Run, RunSet, majority
 from core.version import staleness  # standard library only
 
 TABLE_NUMBERS = tuple(range(1, 11))
@@ -29,14 +34,6 @@ MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenetv3": "MBV3", "wrn28_10": "WRN2
 METHOD_NAMES = {"rst_s": "RST-S [1]", "group_sl": "Group-SL [14]", "otov2": "OTOv2 [6]", "refill": "Refill [5]",
                 "s2hpruner": "Ours"}
 SWITCHES = ("g_l_theta", "g_g_hard_theta", "g_g_soft_theta", "g_l_w", "g_g_w")
-DEFAULT_SWITCHES = {"g_l_theta": True, "g_g_hard_theta": True, "g_g_soft_theta": False, "g_l_w": True, "g_g_w": True}
-# Table 7's fine-tuning lengths per profile (experiments/table7.yaml; the grid test keeps them equal).
-FINE_TUNE_EPOCHS = {"paper": (10, 50, 100, 250, 500), "smoke": (1, 2, 3, 4, 5)}
-# The experiments whose runs each table reads (its own and those it reuses).
-SOURCES: dict[int, tuple[str, ...]] = {
-    1: ("table1",), 2: ("table2",), 3: ("table3",), 4: ("table4",), 5: ("table5", "table1"),
-    6: ("table6", "table1"), 7: ("table7",), 8: ("table8",), 9: ("table9", "table1"), 10: ("table1", "table10"),
-}
 
 
 def _target(value: float | None) -> float | None:
@@ -90,17 +87,25 @@ class Slot:
                 if (ratio := achieved_ratio(run)) is not None and abs(ratio - self.target) > FLOPS_TOLERANCE]
 
 
+Key = Callable[[Run, dict[str, str]], Hashable | None]
+
+
+def labelled(runs: RunSet, experiment: str, profile: str) -> list[tuple[Run, dict[str, str]]]:
+    """(run, labels) for every cell of `experiment`'s grid that a run of `profile` fills."""
+    return [(run, labels) for run in runs.runs if run.profile == profile for labels in run.labels_in(experiment)]
+
+
 class Builder:
     """Indexes one table's runs by cell key once, then hands out cells and the footer's facts."""
 
-    def __init__(self, number: int, runs: RunSet, profile: str, key: Callable[[Run], Hashable | None]) -> None:
+    def __init__(self, number: int, runs: RunSet, profile: str, key: Key, experiment: str | None = None) -> None:
         self.number, self.profile = number, profile
+        self.experiment = experiment or f"table{number}"
         self.index: dict[Hashable, list[Run]] = defaultdict(list)
-        for run in runs.runs:
-            if run.profile == profile and run.experiment in SOURCES[number]:
-                cell = key(run)
-                if cell is not None:
-                    self.index[cell].append(run)
+        for run, labels in labelled(runs, self.experiment, profile):
+            cell = key(run, labels)
+            if cell is not None and run not in self.index[cell]:
+                self.index[cell].append(run)
         self.slots: dict[Hashable, Slot] = {}
 
     def slot(self, key: Hashable, description: str, target: float | None = None) -> Slot:
@@ -138,8 +143,8 @@ class Builder:
         if off:
             grid.notes.append(f"†: achieved FLOPs ratio more than {FLOPS_TOLERANCE:.2f} from the target: " + "; ".join(off))
         if stale:
-            grid.notes.append(f"§: runs from another code version than this checkout's (make table{self.number} "
-                              "RERUN=stale reruns them): " + "; ".join(stale))
+            grid.notes.append(f"§: runs from another code version than this checkout's (`python -m experiments run "
+                              f"{self.experiment} --rerun stale` reruns them): " + "; ".join(stale))
         if versions:
             grid.notes.append("Cells averaging runs of different code versions: " + "; ".join(versions))
         if mixed:
@@ -149,16 +154,19 @@ class Builder:
         return grid
 
 
-def _standard_s2h(run: Run) -> bool:
-    """Table 1's S2HPruner setting: Algorithm 1 with every default switch, trained from scratch."""
-    return (run.method == "s2hpruner" and run.option("prune.options.formulation", "ours") == "ours"
-            and run.option("prune.options.init_from") is None
-            and all(run.option(f"prune.options.{k}", v) == v for k, v in DEFAULT_SWITCHES.items()))
+def _flag(labels: dict[str, str], key: str) -> bool | None:
+    """A boolean label ('True', 'true', 'False', ...), None when the cell has no such label."""
+    value = labels.get(key)
+    return None if value is None else value.strip().lower() == "true"
 
 
-def _resnet_s2h_15(run: Run) -> bool:
-    """The ablations' base: S2HPruner on (CIFAR-100) ResNet-50 at 15 % FLOPs."""
-    return run.method == "s2hpruner" and run.model == "resnet50" and _target(run.flops_target) == 0.15
+def _by_profile(value: str) -> dict[str, str]:
+    """A label of a value chosen by profile (`paper:10/smoke:1`) as {profile: value}; a plain
+    value as {"": value}."""
+    pairs = [part.partition(":") for part in value.split("/")]
+    if all(sep for _, sep, _ in pairs):
+        return {name: v for name, _, v in pairs}
+    return {"": value}
 
 
 # ----------------------------------------------------------------------------- Tables 1-3
@@ -166,7 +174,7 @@ def _resnet_s2h_15(run: Run) -> bool:
 
 def _benchmark(number: int, runs: RunSet, profile: str, models: tuple[str, ...], methods: tuple[str, ...],
                dataset: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
         if run.model not in models:
             return None
         if run.method == "dense":
@@ -209,7 +217,7 @@ def table3(runs: RunSet, profile: str) -> Grid:
 
 
 def table4(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
         if run.method == "dense":
             return ("dense",)
         if run.method == "s2hpruner":
@@ -251,12 +259,9 @@ def table4(runs: RunSet, profile: str) -> Grid:
 
 
 def table5(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
-        if not _resnet_s2h_15(run) or run.option("prune.options.formulation", "ours") != "ours":
-            return None
-        if run.option("prune.options.init_from") is not None:
-            return None
-        return tuple(bool(run.option(f"prune.options.{s}", DEFAULT_SWITCHES[s])) for s in SWITCHES)
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
+        switches = tuple(_flag(labels, f"prune.options.{s}") for s in SWITCHES)
+        return None if None in switches else switches
 
     b = Builder(5, runs, profile, key)
     rows = []
@@ -274,13 +279,8 @@ def table5(runs: RunSet, profile: str) -> Grid:
 
 
 def table6(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
-        if not _resnet_s2h_15(run) or run.option("prune.options.init_from") is not None:
-            return None
-        formulation = run.option("prune.options.formulation", "ours")
-        if formulation == "ours" and not _standard_s2h(run):
-            return None
-        return formulation
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
+        return labels.get("prune.options.formulation")
 
     b = Builder(6, runs, profile, key)
     rows = []
@@ -303,30 +303,34 @@ def table6(runs: RunSet, profile: str) -> Grid:
 
 
 def table7(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
-        if not _resnet_s2h_15(run):
-            return None
-        formulation = run.option("prune.options.formulation", "ours")
-        if formulation == "soft_only":
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
+        if labels.get("prune.options.formulation") == "soft_only":
             return ("soft_only",)
-        if formulation == "ours" and run.option("prune.options.init_from") is not None:
-            return ("fine_tune", run.option("train.epochs"))
+        if "train.epochs" in labels:  # the fine-tuning cells, by the paper's epochs
+            epochs = _by_profile(labels["train.epochs"])
+            return ("fine_tune", int(epochs.get("paper", epochs.get("", run.option("train.epochs")))))
         return None
 
     b = Builder(7, runs, profile, key)
     paper_rows = paper.rows(7)
     soft_only = b.slot(("soft_only",), "table7 soft-only network (trained alone)", 0.15)
     paper_epochs = [int(r["epochs"]) for r in paper_rows if int(r["epochs"]) > 0]
-    ours_epochs = FINE_TUNE_EPOCHS.get(profile) or tuple(
-        sorted({k[1] for k in b.index if k[0] == "fine_tune"}))[: len(paper_epochs)]
+    # Our epochs per column: the grid's label for this profile, from the runs or the grid's manifest.
+    ours: dict[int, int] = {}
+    for labels in [*runs.manifest_labels("table7", profile), *(lb for _, lb in labelled(runs, "table7", profile))]:
+        if "train.epochs" in labels:
+            epochs = _by_profile(labels["train.epochs"])
+            if profile in epochs and "paper" in epochs:
+                ours[int(epochs["paper"])] = int(epochs[profile])
     soft_cells: list[Entry | str] = [b.entry(soft_only, "top1_soft", paper.lookup(7, "top1_soft", epochs="0"))]
     hard_cells: list[Entry | str] = [b.entry(soft_only, "top1", None)]
     columns = ["0 (soft-only)"]
-    for paper_e, ours_e in zip(paper_epochs, ours_epochs):
-        slot = b.slot(("fine_tune", ours_e), f"table7 fine-tune {ours_e} epochs", 0.15)
+    for paper_e in paper_epochs:
+        ours_e = ours.get(paper_e, paper_e if profile == "paper" else None)
+        slot = b.slot(("fine_tune", paper_e), f"table7 fine-tune {paper_e if ours_e is None else ours_e} epochs", 0.15)
         soft_cells.append(b.entry(slot, "top1_soft", paper.lookup(7, "top1_soft", epochs=str(paper_e))))
         hard_cells.append(b.entry(slot, "top1", paper.lookup(7, "top1_hard", epochs=str(paper_e)), flops_mark=True))
-        columns.append(str(paper_e) if ours_e == paper_e else f"{paper_e} (ours: {ours_e})")
+        columns.append(str(paper_e) if ours_e in (paper_e, None) else f"{paper_e} (ours: {ours_e})")
     notes = ["Columns: fine-tuning epochs of Algorithm 1 (0.1x learning rate) from the soft-only network; "
              "column 0 is the soft-only network itself (the paper's 79.41 % is in its caption)."]
     return b.grid("Table 7: top-1 (%) of the soft and hard networks after fine-tuning a soft-only network",
@@ -335,12 +339,8 @@ def table7(runs: RunSet, profile: str) -> Grid:
 
 
 def table8(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
-        if run.method != "scratch":
-            return None
-        if run.option("prune.options.random", False):
-            return f"rand{run.option('prune.options.random_seed')}"
-        return "ours"
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
+        return labels.get("network")
 
     b = Builder(8, runs, profile, key)
     cells: list[Entry | str] = []
@@ -360,8 +360,8 @@ def table8(runs: RunSet, profile: str) -> Grid:
 
 
 def table9(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run) -> Hashable | None:
-        return run.seed if _resnet_s2h_15(run) and _standard_s2h(run) else None
+    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
+        return int(labels["seed"]) if "seed" in labels else None
 
     b = Builder(9, runs, profile, key)
     paper_rows = paper.rows(9)
@@ -394,19 +394,17 @@ def _devices(slots: list[Slot]) -> str:
     return "; ".join(f"{kind} ({n} runs)" for kind, n in sorted(kinds.items())) or "no runs yet"
 
 
-def table10_cell(run: Run) -> tuple[str, str] | None:
-    """Table 10's (schedule, method) of a run of its sources, or None (`python -m bench` picks its runs so)."""
-    if run.model != "resnet50" or _target(run.flops_target) != 0.15 or run.method not in METHODS:
+def table10_cell(run: Run, labels: dict[str, str]) -> tuple[str, str] | None:
+    """Table 10's (schedule, method) of a run from its Table 10 labels."""
+    if "schedule" not in labels or "method" not in labels:
         return None
-    if run.method == "s2hpruner" and not _standard_s2h(run):
-        return None
-    return ("1x" if run.experiment == "table1" else "2x", run.method)
+    return labels["schedule"], labels["method"]
 
 
 def table10_exports(runs: RunSet) -> list[Run]:
     """The finished runs of Table 10's 1x column, every profile: whose exported networks `make bench` measures."""
     return [run for run in runs.runs
-            if run.done and run.experiment in SOURCES[10] and (table10_cell(run) or ("",))[0] == "1x"]
+            if run.done and any((table10_cell(run, labels) or ("",))[0] == "1x" for labels in run.labels_in("table10"))]
 
 
 def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: int) -> Row:
@@ -481,9 +479,61 @@ TABLES: dict[int, Callable[[RunSet, str], Grid]] = {
 }
 
 
+# ----------------------------------------------------------------------------- any grid
+
+GRID_METRICS = (("Top-1 (%)", "top1", 2), ("FLOPs ratio", "flops_ratio", 3), ("Params (M)", "params_m", 3))
+
+
+def grid_table(runs: RunSet, experiment: str, profile: str | None = None, grid_file: str | None = None) -> Grid:
+    """Any grid, one's own included, from the labels its runs carry: a row per cell (the grid's
+    axes as label columns, in the order the manifest of its last expansion lists the cells, else
+    as the runs carry them), then top-1, FLOPs ratio and parameters, averaged over seeds."""
+    profile = profile or majority(Counter(run.profile for run in runs.runs
+                                          if any(c.get("experiment") == experiment for c in run.cells())))
+
+    def key(run: Run, labels: dict[str, str]) -> Hashable:
+        return json.dumps(labels, sort_keys=True)
+
+    b = Builder(0, runs, profile, key, experiment)
+    cells = runs.manifest_labels(experiment, profile) or [labels for _, labels in labelled(runs, experiment, profile)]
+    order = list(dict.fromkeys(key(None, labels) for labels in cells))  # type: ignore[arg-type]
+    axes = list(dict.fromkeys(k for labels in cells for k in labels))
+    rows = []
+    for cell_key in order:
+        labels = json.loads(cell_key)
+        found = b.index.get(cell_key, [])
+        target = next((run.flops_target for run in found if run.flops_target is not None), None)
+        slot = b.slot(cell_key, f"{experiment} " + (" ".join(f"{k}={v}" for k, v in labels.items()) or "(single cell)"),
+                      target)
+        entries: list[Entry | str] = []
+        for _, metric, decimals in GRID_METRICS:
+            get = (lambda r: None if r.metric("params") is None else r.metric("params") / 1e6) if metric == "params_m" \
+                else metric
+            entries.append(b.entry(slot, get, None, decimals=decimals, flops_mark=metric == "top1"))
+        rows.append(Row([labels.get(axis, "") for axis in axes], entries))
+    grid = b.grid(f"{experiment}: top-1, FLOPs and parameters per cell", axes or ["cell"],
+                  [name for name, _, _ in GRID_METRICS], rows)
+    grid.grid_file = grid_file or experiment
+    return grid
+
+
+def grid_name(path_or_name: str) -> str:
+    """The `name:` of a grid YAML file, or the argument itself when it is a name."""
+    path = Path(path_or_name)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ValueError(f"grid file not found: {path}")
+        import yaml
+
+        data = yaml.safe_load(path.read_text()) or {}
+        return str(data.get("name") or path.stem)
+    return path_or_name
+
+
 def choose_profile(runs: RunSet, number: int) -> str:
     """The profile of most of the table's runs (paper on a tie or with none): the default view."""
-    return majority_profile(runs, SOURCES[number])
+    counts = Counter(run.profile for run in runs.runs if any(c.get("experiment") == f"table{number}" for c in run.cells()))
+    return majority(counts)
 
 
 def build(number: int, runs: RunSet, profile: str | None = None) -> Grid:

@@ -517,6 +517,7 @@ class _Training:
             metrics.update(self.pruner.final_metrics())
         record = record_header(cfg, status, self.device, self.started)
         record["metrics"] = metrics
+        record["cells"] = self.run_dir.cells()  # the table cells grids have given it so far (see RunDir.cells)
         if self.code_started != record["code"]["version"]:
             record["code"]["started_with"] = self.code_started  # resumed across a code change: mixed
         if error is not None:

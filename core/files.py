@@ -100,3 +100,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def rewrite_jsonl(path: Path, entries: list[dict[str, Any]]) -> None:
     """Replace a line log atomically (resume drops the lines written after its checkpoint)."""
     write_text(path, "".join(to_json(entry, indent=None) + "\n" for entry in entries))
+
+
+def unique(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """JSON objects without repeats, in order (two writers of one line log may both append one)."""
+    seen, out = set(), []
+    for entry in entries:
+        key = json.dumps(entry, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(entry)
+    return out

@@ -16,6 +16,8 @@ A run folder holds (see DESIGN.md, "Contracts"):
     record.json     written once, last, when the run has finished ("done" or "failed"), with
                     the code version it was computed by (`core.version`)
     lease.json      while a process trains it: who (`core.lease`); no other process trains it
+    cells.jsonl     the table cells the run fills: one line per (experiment, profile, labels),
+                    appended when a grid that has it is run; the record copies them when written
     job.json        where the suite submitted it (`slurm.dispatch`)
     pruned.pt       the exported (physically slimmed) network, weights only (`core.export`)
     pruned_module.pt  the same as a pickled module, only with `save_module=true`
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from core.config import RunConfig, result_fields, to_yaml
-from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json, write_text
+from core.files import append_jsonl, read_jsonl, rewrite_jsonl, unique, write_json, write_text
 from core.lease import LEASE_FILE, Lease, lease_state
 
 RUN_ID_LENGTH = 12
@@ -108,6 +110,21 @@ class RunDir:
         return self.path / "pruned_module.pt"
 
     @property
+    def cells_file(self) -> Path:
+        return self.path / "cells.jsonl"
+
+    def cells(self) -> list[dict[str, Any]]:
+        """The table cells this run fills, each once: {"experiment", "profile", "labels"}."""
+        return unique(read_jsonl(self.cells_file))
+
+    def add_cell(self, experiment: str, profile: str, labels: dict[str, str]) -> None:
+        """Say that this run fills the cell `labels` of `experiment`'s grid (once per cell)."""
+        entry = {"experiment": experiment, "profile": profile, "labels": dict(labels)}
+        if entry not in self.cells():
+            self.path.mkdir(parents=True, exist_ok=True)
+            append_jsonl(self.cells_file, entry)
+
+    @property
     def lease(self) -> Path:
         return self.path / LEASE_FILE
 
@@ -129,10 +146,11 @@ class RunDir:
         return self.path.parent.parent.parent / "attempts" / self.path.parent.name / self.path.name
 
     def set_aside(self, why: str) -> Path | None:
-        """Move the attempt's files (all but the lease and the job file) to `attempts`, kept for
-        inspection; the folder starts afresh. Call it holding the lease. None if nothing was there."""
-        files = [p for p in sorted(self.path.iterdir()) if p.name not in (LEASE_FILE, "job.json")] \
-            if self.path.is_dir() else []
+        """Move the attempt's files (all but the lease, the job file and the cell labels, which
+        belong to the run, not the attempt) to `attempts`, kept for inspection; the folder starts
+        afresh. Call it holding the lease. None if nothing was there."""
+        keep = (LEASE_FILE, "job.json", "cells.jsonl")
+        files = [p for p in sorted(self.path.iterdir()) if p.name not in keep] if self.path.is_dir() else []
         if not files:
             return None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")

@@ -191,6 +191,8 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
     if settings is not None and todo:
         print(f"slurm settings: {describe(settings)}")
     _check_datasets(todo)
+    if not args.dry_run:
+        _label_runs(expansion)
     if not todo or args.dry_run:
         for cell in todo:
             print(f"  would run {cell.experiment} {cell.describe()} -> {cell.run_dir.path}")
@@ -234,6 +236,13 @@ def _set_aside(cell: Any, state: Any) -> tuple[bool, Path | None]:
     if moved is not None:
         print(f"{cell.experiment} {cell.describe()}: {state.state} attempt set aside in {moved}")
     return True, moved
+
+
+def _label_runs(expansion: Expansion) -> None:
+    """Tell each run which cell of this grid it fills (its labels), for the analysis: a reused run
+    (Table 5's row 2 is Table 1's run) gets a line per grid that has it."""
+    for cell in expansion.cells:
+        cell.run_dir.add_cell(expansion.experiment.name, expansion.profile, cell.labels)
 
 
 def _check_datasets(cells: list[Any]) -> None:

@@ -27,7 +27,7 @@ def test_report_of_smoke_runs_names_profile_environment_and_missing(tmp_path):
     for seed in (0, 1):
         folder = tmp_path / "runs" / "table9" / f"run{seed}"
         folder.mkdir(parents=True)
-        (folder / "record.json").write_text(json.dumps(record("table9", seed=seed, top1=70.0 + seed, profile="smoke")))
+        (folder / "record.json").write_text(json.dumps(record("table9", seed=seed, top1=70.0 + seed, profile="smoke", labels={"seed": str(seed)})))
     (tmp_path / "runs" / "table1" / "queued").mkdir(parents=True)
     md_path, html_path = write_report(load_runs(tmp_path), tmp_path)
     md = md_path.read_text()
@@ -52,7 +52,7 @@ def test_cli_report_and_figure(tmp_path):
 def test_report_lists_an_unreadable_record_and_drops_a_torn_log_line(tmp_path):
     good = tmp_path / "runs" / "table9" / "good"
     good.mkdir(parents=True)
-    (good / "record.json").write_text(json.dumps(record("table9", seed=0, top1=70.0, profile="smoke")))
+    (good / "record.json").write_text(json.dumps(record("table9", seed=0, top1=70.0, profile="smoke", labels={"seed": "0"})))
     (good / "log.jsonl").write_text('{"epoch": 1, "top1": 50.0}\n{"epoch": 2, "to')  # killed mid-write
     bad = tmp_path / "runs" / "table9" / "bad"
     bad.mkdir(parents=True)

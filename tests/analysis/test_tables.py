@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from analysis import paper
 from analysis.grid import DASH, Entry, Grid
 from analysis.records import in_memory, load_runs
 from analysis.render import latex, markdown, render, tex_document, tidy_csv
@@ -38,8 +37,13 @@ def current_code(method: str) -> dict:
 
 def record(experiment: str = "table1", method: str = "s2hpruner", model: str = "resnet50", target: float | None = 0.15,
            seed: int = 0, top1: float = 70.0, flops_ratio: float | None = None, profile: str = "paper",
-           status: str = "done", error: str | None = None, metrics: dict | None = None, **options) -> dict:
-    """A record as the engine writes it; `options` are dotted config keys (e.g. prune.options.g_g_w=False)."""
+           status: str = "done", error: str | None = None, metrics: dict | None = None, labels: dict | None = None,
+           also: tuple = (), **options) -> dict:
+    """A record as the engine writes it; `options` are dotted config keys (e.g. prune.options.g_g_w=False).
+
+    Its cell labels, as `python -m experiments run` gives them: `labels` in its own grid (by
+    default, for Tables 1-3, the model, method and target axes), and `also` (grid, labels) pairs
+    for the other grids that reuse it."""
     config = copy.deepcopy(BASE_CONFIG)
     config.update(experiment=experiment, profile=profile, seed=seed)
     config["model"]["name"] = model
@@ -57,9 +61,20 @@ def record(experiment: str = "table1", method: str = "s2hpruner", model: str = "
            "flops_target": target, "seed": seed, "metrics": m if status == "done" else {}, "config": config,
            "env": {"python": "3.11.7", "torch": "2.x", "cuda": None, "device": "cpu (x86_64)", "git_sha": "abc",
                    "git_dirty": False}, "code": current_code(method)}
+    if labels is None and experiment in ("table1", "table2", "table3"):
+        labels = {"model.name": model} if method == "dense" else \
+            {"model.name": model, "method": method, "prune.flops_target": str(target)}
+    out["cells"] = [{"experiment": e, "profile": profile, "labels": lb}
+                    for e, lb in [(experiment, labels or {}), *also]]
     if error:
         out["error"] = error
     return out
+
+
+def switches(*on: bool, home: str) -> dict:
+    """Table 5's labels of a cell: its five switches and the experiment that owns the run."""
+    names = ("g_l_theta", "g_g_hard_theta", "g_g_soft_theta", "g_l_w", "g_g_w")
+    return {**{f"prune.options.{n}": str(v) for n, v in zip(names, on)}, "experiment": home}
 
 
 def entries(grid: Grid) -> dict[tuple[str, str], Entry]:
@@ -175,10 +190,13 @@ def test_table4_published_rows_and_ours():
 
 
 def test_table5_rows_by_gradient_switches():
-    runs = in_memory([record("table1", top1=79.0),  # Table 1's run is row 2
+    runs = in_memory([record("table1", top1=79.0,  # Table 1's run is row 2
+                             also=[("table5", switches(True, True, False, True, True, home="table1"))]),
                       record("table1", model="mobilenetv3", top1=1.0),  # not the ablation's network
-                      record("table5", top1=77.0, prune__options__g_g_w=False),
-                      record("table5", top1=5.0, prune__options__g_g_soft_theta=True)])
+                      record("table5", top1=77.0, prune__options__g_g_w=False,
+                             labels=switches(True, True, False, True, False, home="table5")),
+                      record("table5", top1=5.0, prune__options__g_g_soft_theta=True,
+                             labels=switches(True, True, True, True, True, home="table5"))])
     grid = build(5, runs, "paper")
     rows = md_rows(grid)
     assert rows[2][:5] == ["✓"] * 5 and rows[3][:6] == ["✓", "✓", "✗", "✓", "✓", "79.00 (79.77, -0.77)"]
@@ -189,8 +207,10 @@ def test_table5_rows_by_gradient_switches():
 
 def test_table6_gaps_in_scientific_notation():
     runs = in_memory([record("table6", top1=77.0, prune__options__formulation="alt2",
-                             metrics={"gap_js": 0.5, "gap_l2": 8e-4, "top1_original": 78.0, "top1_soft": 60.0}),
-                      record("table1", top1=79.0, metrics={"gap_js": 0.2, "gap_l2": 1.5e-4, "top1_soft": 80.0})])
+                             metrics={"gap_js": 0.5, "gap_l2": 8e-4, "top1_original": 78.0, "top1_soft": 60.0},
+                             labels={"prune.options.formulation": "alt2", "experiment": "table6"}),
+                      record("table1", top1=79.0, metrics={"gap_js": 0.2, "gap_l2": 1.5e-4, "top1_soft": 80.0},
+                             also=[("table6", {"prune.options.formulation": "ours", "experiment": "table1"})])])
     rows = md_rows(build(6, runs, "paper"))
     assert [r[0] for r in rows[2:]] == ["Alt 1", "Alt 2", "Ours"]
     assert rows[3][1:] == ["5.00e-01 (5.17e-01)", "8.00e-04 (8.58e-04)", "78.00 (78.35, -0.35)", "60.00",
@@ -200,11 +220,17 @@ def test_table6_gaps_in_scientific_notation():
 
 
 def test_table7_columns_follow_the_profile():
-    src = "results/runs/table7/x"
+    src = "run:table7/x"
     runs = in_memory([record("table7", top1=70.0, profile="smoke", prune__options__formulation="soft_only",
-                             metrics={"top1_soft": 75.0}),
+                             metrics={"top1_soft": 75.0}, labels={"prune.options.formulation": "soft_only"}),
                       record("table7", top1=71.0, profile="smoke", train__epochs=2, prune__options__init_from=src,
-                             metrics={"top1_soft": 76.0})])
+                             metrics={"top1_soft": 76.0}, labels={"train.epochs": "paper:50/smoke:2"})])
+    # our epochs of the columns without a run yet: from the grid's manifest, when there is one
+    assert md_rows(build(7, runs, "smoke"))[0] == ["Top-1 Acc (%)", "0 (soft-only)", "10", "50 (ours: 2)", "100",
+                                                   "250", "500"]
+    from experiments.spec import expand
+
+    runs.manifests[("table7", "smoke")] = [{"labels": c.labels} for c in expand("table7", "smoke", validate=False).cells]
     grid = build(7, runs, "smoke")
     rows = md_rows(grid)
     assert rows[0] == ["Top-1 Acc (%)", "0 (soft-only)", "10 (ours: 1)", "50 (ours: 2)", "100 (ours: 3)",
@@ -216,18 +242,20 @@ def test_table7_columns_follow_the_profile():
 
 
 def test_table8_random_and_found_architectures():
-    runs = in_memory([record("table8", "scratch", top1=60.0, prune__options__random=True, prune__options__random_seed=2),
-                      record("table8", "scratch", top1=65.0, prune__options__random=False)])
+    runs = in_memory([record("table8", "scratch", top1=60.0, prune__options__random=True, prune__options__random_seed=2,
+                             labels={"network": "rand2"}),
+                      record("table8", "scratch", top1=65.0, prune__options__random=False, labels={"network": "ours"})])
     rows = md_rows(build(8, runs, "paper"))
     assert rows[0] == ["Network", "Rand 1", "Rand 2", "Rand 3", "Ours"]
     assert rows[2][1:] == [f"{DASH} (76.46)", "60.00 (76.64, -16.64)", f"{DASH} (76.96)", "65.00 (77.65, -12.65)"]
 
 
 def test_table9_seeds_and_their_mean():
-    runs = in_memory([record("table1", seed=0, top1=79.0, flops_ratio=0.151),
-                      record("table9", seed=1, top1=80.0, flops_ratio=0.152),
-                      record("table9", seed=2, top1=81.0, flops_ratio=0.153),
-                      record("table9", seed=7, top1=10.0)])  # not one of the table's four seeds
+    runs = in_memory([record("table1", seed=0, top1=79.0, flops_ratio=0.151,
+                             also=[("table9", {"seed": "0", "experiment": "table1"})]),
+                      record("table9", seed=1, top1=80.0, flops_ratio=0.152, labels={"seed": "1"}),
+                      record("table9", seed=2, top1=81.0, flops_ratio=0.153, labels={"seed": "2"}),
+                      record("table9", seed=7, top1=10.0, labels={"seed": "7"})])  # not one of the table's four seeds
     grid = build(9, runs, "paper")
     rows = md_rows(grid)
     assert rows[0] == ["Exp", "#1", "#2", "#3", "#4", "mean ± std"]
@@ -239,9 +267,11 @@ def test_table9_seeds_and_their_mean():
 
 def test_table10_schedules_and_measurements():
     cost = {"epoch_time_s": 40.0, "peak_mem_mb_train": 4000.4, "peak_mem_mb_infer": 1200.0, "peak_mem_kind": "cuda"}
-    runs = in_memory([record("table1", "rst_s", top1=75.0, metrics=cost),
-                      record("table10", "rst_s", top1=76.0, train__epochs=400),
-                      record("table1", "s2hpruner", top1=79.0, metrics={**cost, "epoch_time_s": 50.0}),
+    runs = in_memory([record("table1", "rst_s", top1=75.0, metrics=cost,
+                             also=[("table10", {"method": "rst_s", "schedule": "1x"})]),
+                      record("table10", "rst_s", top1=76.0, train__epochs=400, labels={"method": "rst_s", "schedule": "2x"}),
+                      record("table1", "s2hpruner", top1=79.0, metrics={**cost, "epoch_time_s": 50.0},
+                             also=[("table10", {"method": "s2hpruner", "schedule": "1x"})]),
                       record("table1", "rst_s", model="vit", top1=1.0)])
     grid = build(10, runs, "paper")
     rows = md_rows(grid)
@@ -335,6 +365,8 @@ def test_every_grid_cell_lands_on_one_table_cell(profile):
         records = {}
         for cell in expansion.all_cells:
             cfg = cell.cfg
+            if run_id(cfg) in records:
+                continue
             records[run_id(cfg)] = {
                 "run_id": run_id(cfg), "experiment": cfg.experiment, "profile": cfg.profile, "status": "done",
                 "method": cfg.prune.method, "model": cfg.model.name, "dataset": cfg.data.name,
@@ -343,6 +375,8 @@ def test_every_grid_cell_lands_on_one_table_cell(profile):
                 "metrics": {"top1": 50.0, "flops_ratio": cfg.prune.flops_target, "top1_soft": 50.0,
                             "gap_js": 0.1, "gap_l2": 0.1, "top1_original": 50.0, "epoch_time_s": 1.0,
                             "peak_mem_mb_train": 1.0, "peak_mem_mb_infer": 1.0},
+                "cells": [{"experiment": c.owner, "profile": profile, "labels": c.labels}
+                          for c in expansion.all_cells if run_id(c.cfg) == run_id(cfg)],
             }
         grid = build(number, in_memory(records.values()), profile)
         assert grid.missing == [], (number, grid.missing)
@@ -391,7 +425,7 @@ def test_records_from_disk_and_cli(tmp_path, capsys):
 
     folder = tmp_path / "runs" / "table9" / "abc"
     folder.mkdir(parents=True)
-    (folder / "record.json").write_text(json.dumps(record("table9", seed=1, top1=80.0, profile="smoke")))
+    (folder / "record.json").write_text(json.dumps(record("table9", seed=1, top1=80.0, profile="smoke", labels={"seed": "1"})))
     (tmp_path / "runs" / "table9" / "queued").mkdir()
     runs = load_runs(tmp_path)
     assert len(runs.runs) == 1 and runs.runs[0].path == folder and len(runs.unfinished) == 1
@@ -406,7 +440,8 @@ def test_records_from_disk_and_cli(tmp_path, capsys):
 
 
 def test_table10_time_and_memory_rows_from_the_benchmark():
-    runs = in_memory([record("table1", "rst_s", top1=75.0, metrics={"epoch_time_s": 1.0, "peak_mem_mb_infer": 9.0})])
+    runs = in_memory([record("table1", "rst_s", top1=75.0, metrics={"epoch_time_s": 1.0, "peak_mem_mb_infer": 9.0},
+                             also=[("table10", {"method": "rst_s", "schedule": "1x"})])])
     bench = {"device": "NVIDIA H100", "device_type": "cuda", "date": "2026-11-21T00:00:00+00:00",
              "training": [{"method": "rst_s", "epoch_s": 40.0, "peak_mem_mb_train": 4000.0, "memory_kind": "cuda"},
                           {"method": "s2hpruner", "error": "RuntimeError"}]}
@@ -420,8 +455,10 @@ def test_table10_time_and_memory_rows_from_the_benchmark():
 
 
 def test_table10_inference_memory_from_the_benchmarked_exports():
-    measured = record("table1", "rst_s", top1=75.0, metrics={"peak_mem_mb_infer": 9.0})
-    unmeasured = record("table1", "refill", top1=75.0, metrics={"peak_mem_mb_infer": 7.0})
+    measured = record("table1", "rst_s", top1=75.0, metrics={"peak_mem_mb_infer": 9.0},
+                      also=[("table10", {"method": "rst_s", "schedule": "1x"})])
+    unmeasured = record("table1", "refill", top1=75.0, metrics={"peak_mem_mb_infer": 7.0},
+                        also=[("table10", {"method": "refill", "schedule": "1x"})])
     runs = in_memory([measured, unmeasured])
     bench = {"device": "cpu (x86_64)", "device_type": "cpu", "date": "2026-11-21T00:00:00+00:00",
              "training": [{"method": "rst_s", "epoch_s": 40.0, "peak_mem_mb_train": 4000.0, "memory_kind": "cpu"}],
