@@ -44,6 +44,7 @@ from core.data.loaders import DataBundle, build_data
 from core.env import environment
 from core.errors import ConfigError
 from core.export import architecture, save_pruned
+from core.files import write_text
 from core.measure import (
     count_flops,
     count_params,
@@ -265,8 +266,17 @@ def _run(cfg: RunConfig, run_dir: RunDir, place: distributed.Distributed, handle
         raise
     except Exception as exc:
         # Errors are recorded; SystemExit (e.g. a requeue) and KeyboardInterrupt are not failures.
-        if main:
-            run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=f"{type(exc).__name__}: {exc}"))
+        # Another rank leaves its error beside the run before its connections close: the ranks
+        # still waiting in a collective then fail at once ("connection closed by peer"), and
+        # rank 0's record names the error that started it.
+        error = f"{type(exc).__name__}: {exc}"
+        if not main:
+            write_text(run_dir.path / f"error-rank{place.rank}.txt", error)
+        else:
+            peers = sorted(run_dir.path.glob("error-rank*.txt"))
+            if peers:
+                error = "; ".join(f"{p.stem.removeprefix('error-')}: {p.read_text()}" for p in peers) + f" (rank 0: {error})"
+            run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=error))
         raise
 
     # Rank 0 writes the export and the record; a failure there is recorded like a training
@@ -280,13 +290,15 @@ def _run(cfg: RunConfig, run_dir: RunDir, place: distributed.Distributed, handle
             record = trainer.record("done", dense_flops, dense_params, exported=exported)
             run_dir.write_record(record)
     except Exception as exc:
-        if main:
-            run_dir.export.unlink(missing_ok=True)
-            run_dir.export_module.unlink(missing_ok=True)
-            error = f"exporting: {type(exc).__name__}: {exc}"
-            run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=error))
-            print(f"{run_dir.path}: failed: {error}")
-        distributed.barrier(place)
+        try:  # the barrier is met even if writing the failed record raises too (a full disk)
+            if main:
+                run_dir.export.unlink(missing_ok=True)
+                run_dir.export_module.unlink(missing_ok=True)
+                error = f"exporting: {type(exc).__name__}: {exc}"
+                run_dir.write_record(trainer.record("failed", dense_flops, dense_params, error=error))
+                print(f"{run_dir.path}: failed: {error}")
+        finally:
+            distributed.barrier(place)
         raise
     distributed.barrier(place)
     if not main:

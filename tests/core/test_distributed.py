@@ -61,3 +61,53 @@ def test_a_multi_gpu_config_refuses_a_single_process(tiny):
 
     with pytest.raises(ConfigError, match="train.gpus=2 but this run was started as one process"):
         run(tiny("train.gpus=2", "train.device=cpu"), handle_signals=False)
+
+
+FAILING_WORKER = textwrap.dedent(
+    """
+    import os, sys, torch
+    torch.set_num_threads(1)
+    from core.config import load
+    from core.dense import DensePruner
+    from core.engine import run
+    if os.environ["RANK"] == "1":
+        original = DensePruner.train_step
+        def failing(self, inputs, targets, epoch, step):
+            if step == 3:
+                raise RuntimeError("rank 1 broke at step 3")
+            return original(self, inputs, targets, epoch, step)
+        DensePruner.train_step = failing
+    run(load(sys.argv[1:]))
+    """
+)
+
+
+def test_an_error_on_one_rank_ends_every_rank_at_once_and_the_record_names_it(tmp_path):
+    """Two ranks started by hand (no torchrun, whose agent would kill the survivor for us): rank 1
+    raises mid-epoch while rank 0 waits in the gradient all-reduce. Both exit within seconds (not
+    at a collective timeout), and rank 0's failed record names rank 1's error."""
+    import os
+    import socket
+    import time
+
+    script = tmp_path / "worker.py"
+    script.write_text(FAILING_WORKER)
+    args = [*TINY, f"output_root={tmp_path / 'results'}", "train.gpus=2", "train.device=cpu"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                   WORLD_SIZE="2")
+        procs.append(subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    started = time.monotonic()
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    assert time.monotonic() - started < 120, "a rank waited for a collective timeout"
+    assert all(p.returncode != 0 for p in procs), outs
+    from core.config import load
+
+    record = RunDir.for_config(load(args)).read_record()
+    assert record["status"] == "failed"
+    assert record["error"].startswith("rank1: RuntimeError: rank 1 broke at step 3 (rank 0: ")
