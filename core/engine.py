@@ -198,8 +198,10 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
                           f"kept in {aside}; running it afresh")
         if place.enabled:  # every rank does what rank 0 decided
             codes = ("train", "held", "done")
-            (code,) = distributed.sum_across([float(codes.index(decision))], place,
-                                             resolve_device(cfg.train.device, place.local_rank))
+            device = resolve_device(cfg.train.device, place.local_rank)
+            if device.type == "cuda":
+                torch.cuda.set_device(device)  # NCCL's collectives run on the current device
+            (code,) = distributed.sum_across([float(codes.index(decision))], place, device)
             decision = codes[int(code)]
         if decision == "held":
             message = str(held) if held is not None else f"{run_dir.path}: held by another process"

@@ -55,6 +55,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from core.errors import ConfigError
 from core.groups import discover_groups, slim
+from core.records import resolve_run
 from method.algorithm import S2HState
 from method.evaluation import recalibrate_bn
 from method.options import S2HOptions
@@ -89,8 +90,8 @@ class S2HPruning:
                               model_name=model_name, width=width).to(device)
         self.history: list[dict[str, Any]] = []  # the widths' history (`widths_every`)
         self.training = S2HTraining(self.state, self.options, on_widths=self.history.append)
-        if self.options.init_from:
-            self.training.init_from(self.options.init_from, device)
+        if self.options.init_from:  # a folder, or run:<experiment>/<run_id> under ./results
+            self.training.init_from(resolve_run(self.options.init_from, "results"), device)
 
     # ----------------------------------------------------------------------------- training
 
