@@ -143,7 +143,8 @@ def test_stale_runs_and_cells_mixing_code_versions_are_flagged():
     assert cells[("Refill [5]", "ResNet-50 15%")].marks == "§"
     assert cells[("OTOv2 [6]", "ResNet-50 55%")].marks == ""
     footer = "\n".join(grid.footer())
-    assert "§: runs from another code version than this checkout's (make table1 RERUN=stale reruns them)" in footer
+    assert ("§: runs from another code version than this checkout's (`python -m experiments run table1 --rerun stale` "
+            "reruns them)") in footer
     assert "table1 resnet50 rst_s 35% seed 0 (code 0123456789ab, this checkout" in footer
     assert "table1 resnet50 refill 15% seed 0 (no code version recorded)" in footer
     assert "Cells averaging runs of different code versions: table1 resnet50 rst_s 35%" in footer
