@@ -181,10 +181,13 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
             print(f"  would set aside {cell.experiment} {cell.describe()} ({state.state}{', ' + state.reason if state.reason else ''})")
     if set_aside:
         print(f"set aside {len(set_aside)} earlier attempts (kept under {Path(args.output_root) / 'attempts'})")
+    make = name in experiment_names()  # the paper's grids have make targets, one's own do not
     if skipped["failed"]:
-        print(f"{skipped['failed']} failed runs are not retried: `--rerun failed` (make {name} RERUN=failed) runs them afresh")
+        print(f"{skipped['failed']} failed runs are not retried: `--rerun failed`"
+              + (f" (make {name} RERUN=failed)" if make else "") + " runs them afresh")
     if skipped["done (stale)"]:
-        print(f"{skipped['done (stale)']} runs come from another code version: `--rerun stale` (make {name} RERUN=stale) reruns them")
+        print(f"{skipped['done (stale)']} runs come from another code version: `--rerun stale`"
+              + (f" (make {name} RERUN=stale)" if make else "") + " reruns them")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items())) or "none done yet"
     print(f"{name} ({expansion.profile} profile): {len(expansion.all_cells)} cells; {summary}; {len(todo)} to run"
           + (f" on {args.executor}" if todo else ""))
