@@ -1,7 +1,8 @@
 """Who trains a run folder: an exclusive lease, created atomically, taken over only from the dead.
 
-The engine holds `lease.json` in the run folder while it trains (`RunDir.lease`). The file is
-created with O_CREAT | O_EXCL, so of two processes asking for one run at once exactly one gets
+The engine holds `lease.json` in the run folder while it trains (`RunDir.lease`). The file
+appears whole and only if there is none (written privately, then hard-linked into place, which
+fails when the name exists), so of two processes asking for one run at once exactly one gets
 it; the other is told, in one line, who holds it and trains nothing. It holds the holder's
 host, pid (with the process's start time, so a recycled pid is not mistaken for the holder)
 and SLURM job id, and it is removed when the holder ends, however it ends short of SIGKILL.
@@ -13,10 +14,10 @@ A lease left behind (SIGKILL, a node that died) is taken over when its holder is
 - anything else (another host without SLURM, `squeue` failing or timing out) is `unknown`,
   and an unknown holder is never taken over: two trainings of one folder would corrupt it,
   while a wrongly kept lease costs one command (`rm lease.json`, named in the message).
-Takeovers themselves go through a second O_EXCL file, so two processes finding one dead
-holder do not both take it.
+Takeovers themselves go through a second marker file created the same way, so two processes
+finding one dead holder do not both take it.
 
-Standard library only: `experiments status` and the analysis read leases without torch.
+Standard library only: `experiments status` reads leases without loading torch.
 """
 
 from __future__ import annotations
