@@ -69,17 +69,25 @@ def test_grid_runs_as_one_job_array_and_is_not_submitted_twice(grid, tmp_path, c
     assert "4 done; 0 to run" in out and "queued" not in out.splitlines()[-1]
 
 
-def test_requeued_job_resumes_from_its_checkpoint_to_the_uninterrupted_record(grid, tmp_path, capsys):
+def _started_beside_a_reference(grid, tmp_path, base: str) -> tuple:
+    """One cell queued twice, under a reference root and under the tested root, on a longer
+    schedule; returns (reference cell, tested cell, its job id) once the tested run has
+    written its first checkpoint and holds its lease, with no record yet."""
     longer = [*SHRINK, "data.options.train_size=256", "train.epochs=6"]
-    path = grid("base: {data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.3}\n")
+    path = grid(f"base: {{{base}}}\n")
     reference_root, root = str(tmp_path / "reference"), str(tmp_path / "results")
     assert main(["run", path, *SLURM, "--output-root", reference_root, *longer]) == 0
     assert main(["run", path, *SLURM, "--output-root", root, *longer]) == 0
     (reference,) = expand(path, "smoke", longer, output_root=reference_root).cells
     (cell,) = expand(path, "smoke", longer, output_root=root).cells
-    job_id = _job(cell)["job_id"]
-    _wait(lambda: cell.run_dir.checkpoint.exists(), 240, "the first checkpoint")
-    assert not cell.run_dir.record.exists(), "the run finished before it could be requeued; make it longer"
+    _wait(lambda: cell.run_dir.checkpoint.exists() and cell.run_dir.lease.exists(), 240, "the first checkpoint")
+    assert not cell.run_dir.record.exists(), "the run finished before it could be interrupted; make it longer"
+    return reference, cell, _job(cell)["job_id"]
+
+
+def test_requeued_job_resumes_from_its_checkpoint_to_the_uninterrupted_record(grid, tmp_path, capsys):
+    reference, cell, job_id = _started_beside_a_reference(
+        grid, tmp_path, "data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.3")
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     _wait(lambda: cell.run_dir.record.exists() and reference.run_dir.record.exists(), 400, "both records")
     job = _job(cell)
@@ -100,16 +108,8 @@ def test_time_limit_signal_checkpoints_requeues_through_submitit_and_resumes(gri
     """The time-limit path: SLURM's SIGUSR2 (sent here with `scancel --signal`, as `--signal=USR2@90`
     does ahead of the limit) makes the engine write its checkpoint and hand over to submitit,
     which requeues the job; the requeued job resumes and ends with the uninterrupted record."""
-    longer = [*SHRINK, "data.options.train_size=256", "train.epochs=6"]
-    path = grid("base: {data.name: cifar100, model.name: wrn28_10, prune.method: rst_s, prune.flops_target: 0.4}\n")
-    reference_root, root = str(tmp_path / "reference"), str(tmp_path / "results")
-    assert main(["run", path, *SLURM, "--output-root", reference_root, *longer]) == 0
-    assert main(["run", path, *SLURM, "--output-root", root, *longer]) == 0
-    (reference,) = expand(path, "smoke", longer, output_root=reference_root).cells
-    (cell,) = expand(path, "smoke", longer, output_root=root).cells
-    job_id = _job(cell)["job_id"]
-    _wait(lambda: cell.run_dir.checkpoint.exists() and cell.run_dir.lease.exists(), 240, "the first checkpoint")
-    assert not cell.run_dir.record.exists(), "the run finished before it could be signalled; make it longer"
+    reference, cell, job_id = _started_beside_a_reference(
+        grid, tmp_path, "data.name: cifar100, model.name: wrn28_10, prune.method: rst_s, prune.flops_target: 0.4")
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
     _wait(lambda: cell.run_dir.record.exists() and reference.run_dir.record.exists(), 400, "both records")
     job = _job(cell)
