@@ -32,6 +32,7 @@ weights before every step (official 5239-5256); `fixed` keeps the order of the s
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -41,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.groups import FlopsModel, GroupMasks, GroupSet, channel_order
+from core.groups.sliced import SlicedNetwork
 from method.buckets import bucket_divisors
 from method.options import S2HOptions
 from method.prefix import PrefixMasks
@@ -137,6 +139,15 @@ class S2HState(nn.Module):
         # outputs on CNN residual streams. Copies of the model (evaluation) use the same points.
         self.mask_groups = block_output_groups(model, groups) if options.soft_residual == "block_output" else groups
         self.masker = GroupMasks(model, self.mask_groups)
+        # The hard network's training passes: at its kept widths, sharing theta (`hard_pass`).
+        self.sliced: SlicedNetwork | None = None
+        if options.hard_pass == "sliced":
+            sliced = SlicedNetwork(model, groups)
+            if sliced.usable:
+                self.sliced = sliced
+            else:
+                print(f"s2hpruner: the hard network cannot be sliced for this model ({sliced.reason}); "
+                      "it trains masked at full width", file=sys.stderr)
         self.flops = FlopsModel(model, groups)
         self.divisors = bucket_divisors(groups, options.divisor, model_name, width)
         self.masks = PrefixMasks(groups.sizes, self.divisors, options.mask_init, options.mask_rule)
@@ -193,6 +204,13 @@ class S2HState(nn.Module):
         with self.masker.use(masks):
             return self.model(x)
 
+    def forward_hard(self, x: torch.Tensor, hard: list[torch.Tensor]) -> torch.Tensor:
+        """The hard network's outputs under 0/1 unit masks `hard`: sliced, or masked at full
+        width. No gradient reaches the mask logits through it either way (only theta's is taken)."""
+        if self.sliced is not None:
+            return self.sliced(x, hard)
+        return self.forward_masked(x, hard)
+
     def reorder(self) -> None:
         """Re-rank every group's units by the current weights' L1 importance."""
         self.masks.set_orders(self._order())
@@ -246,7 +264,7 @@ class S2HState(nn.Module):
 
         with self._phase("hard_forward"):
             hard = self.masks._to_units(hard_positions)
-            y_h = self.forward_masked(x, hard)
+            y_h = self.forward_hard(x, hard)
 
         if o.formulation in ("alt1", "alt2"):
             g_lu = torch.autograd.grad(loss_soft, u, allow_unused=True) if o.g_l_w else None
@@ -262,22 +280,25 @@ class S2HState(nn.Module):
             g_theta = list(torch.autograd.grad(objective, theta, allow_unused=True))
             return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
-        # Algorithm 1, lines 6-12.
+        # Algorithm 1, lines 6-12. The hard graph is released first, then the soft graph's
+        # mask-only pass keeps it for the last pass (L), which releases it: the peak holds one
+        # soft graph and one hard graph, and never a retained graph beside a second pass's.
         d1 = gap(y_h, y_s.detach())
         d2 = gap(y_h.detach(), y_s)
         parts["gap"] = d1.item()
         wants_l = (theta if o.g_l_theta else []) + (u if o.g_l_w else [])
-        with self._phase("backward_soft_loss"):  # L -> theta and u, through the soft network
-            g_l = torch.autograd.grad(loss_soft, wants_l, retain_graph=True, allow_unused=True) if wants_l else ()
-        g_l_theta = list(g_l[: len(theta)]) if o.g_l_theta else None
-        g_l_u = list(g_l[len(theta) if o.g_l_theta else 0:]) if o.g_l_w else None
         with self._phase("backward_gap_hard"):  # G(y_h, sg(y_s)) -> theta, through the hard network
             g_d1 = list(torch.autograd.grad(d1, theta, allow_unused=True)) if o.g_g_hard_theta else None
+        del y_h, d1
         wants_d2 = (u if o.g_g_w else []) + (theta if o.g_g_soft_theta else [])
         with self._phase("backward_gap_soft"):  # G(sg(y_h), y_s) -> u, through the soft network again
-            g_d2 = torch.autograd.grad(d2, wants_d2, allow_unused=True) if wants_d2 else ()
+            g_d2 = torch.autograd.grad(d2, wants_d2, retain_graph=bool(wants_l), allow_unused=True) if wants_d2 else ()
         g_d2_u = list(g_d2[: len(u)]) if o.g_g_w else None
         g_d2_theta = list(g_d2[len(u) if o.g_g_w else 0:]) if o.g_g_soft_theta else None
+        with self._phase("backward_soft_loss"):  # L -> theta and u, through the soft network
+            g_l = torch.autograd.grad(loss_soft, wants_l, allow_unused=True) if wants_l else ()
+        g_l_theta = list(g_l[: len(theta)]) if o.g_l_theta else None
+        g_l_u = list(g_l[len(theta) if o.g_l_theta else 0:]) if o.g_l_w else None
 
         with self._phase("combine"):  # theta's weighted sum and A4's balance of u's gradients
             g_theta: list[torch.Tensor | None] = []

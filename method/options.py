@@ -31,6 +31,7 @@ MASK_SCHEDULES = ("constant", "follow")
 SOFT_RESIDUALS = ("block_output", "norm_output")
 RESOURCES = ("hard_prunable", "expected_network")
 ORDERS = ("l1_step", "fixed")
+HARD_PASSES = ("sliced", "masked")
 
 # The paper's text, as this suite computed it before the official code's behaviour became the
 # default: `S2HOptions(**PAPER_TEXT)` reproduces those gradients exactly.
@@ -69,6 +70,9 @@ class S2HOptions:
     g_l_w: bool = True  # g_{L->theta*w->w}
     g_g_w: bool = True  # g_{G->theta*w->w}
     reorder_every: int = 0  # epochs between importance re-orderings (0: order fixed at the start)
+    # how the hard network trains: at its kept widths sharing theta (`core.groups.sliced`), or
+    # masked at full width; equal up to float rounding, so not in the run id
+    hard_pass: str = field(default="sliced", metadata={"result": False})
     recalibrate_bn: bool = True  # recompute BN statistics of evaluated/exported networks
     recalibrate_batches: int = 20  # training batches used for that
     # steps between lines of widths.jsonl (0: only at epoch ends); logging only: not in the run id
@@ -86,6 +90,7 @@ class S2HOptions:
             ("soft_residual", self.soft_residual, SOFT_RESIDUALS),
             ("resource", self.resource, RESOURCES),
             ("order", self.order, ORDERS),
+            ("hard_pass", self.hard_pass, HARD_PASSES),
         ):
             if value not in choices:
                 raise ConfigError(f"prune.options.{key} must be one of {', '.join(choices)}, got {value!r}")

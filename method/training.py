@@ -176,12 +176,11 @@ class S2HTraining:
             loss, logits, parts = grads.loss, grads.logits, dict(grads.parts)
         else:
             if phase == "warmup":
-                masks = None
+                out = state.forward_masked(inputs, None)
             else:
                 if self.options.order == "l1_step":  # the official code sorts at every forward
                     state.reorder()
-                masks = state.hard_masks()
-            out = state.forward_masked(inputs, masks)
+                out = state.forward_hard(inputs, state.hard_masks())
             objective = classification_loss(out, targets, state.label_smoothing)
             theta = state.weights()
             grads_theta = torch.autograd.grad(objective, theta, allow_unused=True)
