@@ -93,7 +93,7 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
 
 def main(argv: list[str] | None = None) -> int:
     from bench.inference import TARGETS, relative_to
-    from bench.training import METHODS
+    from bench.training import MASKS, METHODS
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
@@ -117,10 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     training = []
-    for method in tqdm(methods, desc="training steps", unit="method"):
+    measurements = [(method, masks) for method in methods for masks in (MASKS if method == "s2hpruner" else (None,))]
+    for method, masks in tqdm(measurements, desc="training steps", unit="measurement"):
         row = in_fresh_process("bench.training", [method, "--device", device.type, "--warmup", str(args.warmup),
-                                                  "--steps", str(args.steps), "--target", str(args.target)])
-        training.append({"method": method, **row})
+                                                  "--steps", str(args.steps), "--target", str(args.target)]
+                               + ([] if masks is None else ["--masks", masks]))
+        training.append({"method": method, **({} if masks is None else {"masks": masks}), **row})
     dense = next((r for r in training if r["method"] == "dense" and "error" not in r), None)
     for row in training:
         if dense is not None and "error" not in row:
@@ -162,9 +164,14 @@ def print_summary(result: dict[str, Any], steps: int) -> None:
             print(f"  {row['method']:<10} failed: {row['error']}")
             continue
         ratio = row.get("step_ratio_vs_dense")
-        print(f"  {row['method']:<10} {row['step_s_median'] * 1000:8.1f} ms/step  {row['epoch_s']:8.1f} s/epoch  "
+        name = row["method"] + (f" ({row['masks']})" if "masks" in row else "")
+        hard = f"  hard FLOPs {row['hard_flops_ratio']:.3f}" if "hard_flops_ratio" in row else ""
+        print(f"  {name:<20} {row['step_s_median'] * 1000:8.1f} ms/step  {row['epoch_s']:8.1f} s/epoch  "
               f"{'' if ratio is None else f'{ratio:5.2f}x dense'}  peak {row['peak_mem_mb_train']:7.0f} MB "
-              f"({row['memory_kind']})")
+              f"({row['memory_kind']}){hard}")
+        for phase in row.get("phases", []):
+            print(f"  {'':<20} {phase['phase']:<10} {phase['steps']:7d} steps  {phase['step_s_median'] * 1000:8.1f} ms/step"
+                  + ("" if phase["timed_as"] == phase["phase"] else f" (timed as {phase['timed_as']})"))
         if row.get("phase_s_mean"):
             phases = row["phase_s_mean"]
             parts = [f"{name} {seconds * 1000:.0f}" for name, seconds in phases.items()]

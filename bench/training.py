@@ -6,18 +6,29 @@ engine builds a run (`core.engine` pieces, the pruner registry). A step is timed
 pruner's `train_step` call to its return (CUDA synchronised); the figure kept is the median of
 the measured steps after warm-up, and an epoch is that times CIFAR-100's 782 steps of 64.
 
-The steps measured are the method's first ones, i.e. its first phase: for S2HPruner, RST-S,
-OTOv2 and IMP-Refill that is the phase that runs the whole network, as most of their epochs do;
-Group-SL's later fine-tuning phase trains an already slimmed network and would be cheaper.
+What a step costs changes during a run, so each method is measured where its run spends it:
 
-For S2HPruner the row also splits a step into the phases of Algorithm 1 (`phase_s_mean`: the
-soft and hard forward passes, the three backward passes, the gradients' combination; the rest
-of the step is the optimizers), to show what its cost over dense is made of.
+- S2HPruner (one phase): its step costs the soft network (full width, always) plus the hard
+  network at its kept widths (`core.groups.sliced`), so it depends on the hard widths only.
+  It is measured twice (`masks`): at initialisation (the mask logits at zero, half of every
+  group kept) and with the masks at the target (every group's logits peaked on the bucket
+  of one uniform width fraction whose FLOPs meet the target: where the masks sit for most of
+  a 500-epoch run). Each row also splits the step into the phases of Algorithm 1
+  (`phase_s_mean`: the two forward passes, the three backward passes, the gradients'
+  combination; the rest of the step is the optimizers).
+- The baselines (`baselines.phases`): every phase of the run is timed in turn, entered as the
+  run enters it (its pruning, slimming or partition hook included, untimed), and the step
+  figure is the mean over the phases weighted by their steps in a paper-profile run
+  (`phases`: each phase's median and steps). Phases that repeat one step on one network shape
+  (IMP-Refill's rounds: the dense network under weight masks) are timed once. IMP-Refill's
+  rewind snapshot is taken at the start (`rewind_fraction=0`), so that round 1 can end without
+  training to its rewind point; the step is the same.
 """
 
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from typing import Any
@@ -31,11 +42,14 @@ from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
 from core.seeding import seed_everything
 from method.algorithm import S2HState
+from method.prefix import bucket_ceil
 
 CIFAR100_STEPS = 782  # ceil(50,000 / 64)
 BATCH = 64
 METHODS = ("dense", "rst_s", "group_sl", "otov2", "refill", "s2hpruner")
-METHOD_OPTIONS = {"s2hpruner": ["prune.options.mask_rule=expected_width"]}
+METHOD_OPTIONS = {"s2hpruner": ["prune.options.mask_rule=expected_width"], "refill": ["prune.options.rewind_fraction=0"]}
+MASKS = ("init", "target")
+PEAK = 30.0  # a logit this far above the others holds all but e^-30 of a group's mass
 
 
 def bench_config(method: str, target: float, device: str, width: float = 1.0) -> RunConfig:
@@ -66,50 +80,115 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def masks_at_target(state: S2HState, target: float) -> float:
+    """Mask logits peaked on one uniform width fraction whose FLOPs meet `target`; the hard
+    network's FLOPs ratio that results."""
+    from bench.inference import uniform_widths
+
+    kept = uniform_widths(state.flops, state.groups.sizes, target)
+    with torch.no_grad():
+        for logits, width, divisor, size in zip(state.masks.logits, kept, state.masks.divisors, state.groups.sizes):
+            logits.zero_()
+            logits[math.ceil(bucket_ceil(width, divisor, size) / divisor) - 1] = PEAK
+    return state.hard_flops_ratio()
+
+
+def time_steps(pruner: Pruner, images: torch.Tensor, labels: torch.Tensor, device: torch.device, first: int,
+               warmup: int, steps: int) -> list[float]:
+    """Seconds of each of `steps` steps after `warmup` steps, the first step counted `first`."""
+    times = []
+    for k in range(warmup + steps):
+        synchronize(device)
+        tick = time.perf_counter()
+        pruner.train_step(images, labels, 0, first + k)
+        synchronize(device)
+        if k >= warmup:
+            times.append(time.perf_counter() - tick)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"step_s_median": statistics.median(times), "step_s_mean": statistics.fmean(times),
+            "step_s_min": min(times), "step_s_max": max(times)}
+
+
+def measure_phases(pruner: Pruner, images: torch.Tensor, labels: torch.Tensor, device: torch.device, warmup: int,
+                   steps: int) -> list[dict[str, Any]]:
+    """Every phase of a phased baseline in turn: its name, its steps in the run and its step
+    times (see the module docstring)."""
+    phases = pruner.phases  # type: ignore[attr-defined]
+    timed: dict[str, list[float]] = {}
+    rows = []
+    while True:
+        name, start, end = phases.name, phases.start, phases.end
+        kind = name.rstrip("0123456789") or name  # round1, round2, ...: one step, one network shape
+        if kind not in timed:
+            timed[kind] = time_steps(pruner, images, labels, device, start, warmup, steps)
+        rows.append({"phase": name, "steps": end - start, "timed_as": kind if kind != name else name, **summary(timed[kind])})
+        if phases.index + 1 >= len(phases.phases):
+            return rows
+        phases.advance(end)
+
+
+def weighted(phases: list[dict[str, Any]]) -> dict[str, float]:
+    """A run's mean step from its phases' (weights: their steps)."""
+    total = sum(p["steps"] for p in phases)
+    return {"step_s_median": sum(p["steps"] * p["step_s_median"] for p in phases) / total,
+            "step_s_mean": sum(p["steps"] * p["step_s_mean"] for p in phases) / total,
+            "step_s_min": min(p["step_s_min"] for p in phases), "step_s_max": max(p["step_s_max"] for p in phases)}
+
+
 def measure_training(method: str, target: float = 0.15, device_name: str = "auto", warmup: int = 2,
-                     steps: int = 5, width: float = 1.0) -> dict[str, Any]:
-    """Median step time, the epoch it extrapolates to, and the training peak memory above the baseline.
+                     steps: int = 5, width: float = 1.0, masks: str = "init") -> dict[str, Any]:
+    """Median step time (phase-weighted for the baselines), the epoch it extrapolates to, and
+    the training peak memory above the baseline.
 
     Inference is measured on exported networks (`bench.inference`): a pruner's network in its
     first steps is not the one it will export.
     """
+    if masks not in MASKS:
+        raise ValueError(f"masks must be one of {', '.join(MASKS)}, got {masks!r}")
     device = resolve_device(device_name)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
     cfg = bench_config(method, target, device.type, width)
+    extra: dict[str, Any] = {}
     with MemoryPeak(device) as memory:
         images = torch.randn(BATCH, 3, 32, 32, device=device)
         labels = torch.randint(0, 100, (BATCH,), device=device)
         pruner = build_pruner(cfg, device, images, labels)
         state = getattr(pruner, "state", None)
-        phased = state if isinstance(state, S2HState) else None
-        if phased is not None and device.type == "cpu":  # timing phases costs nothing without CUDA to synchronise
-            phased.phase_times = {}
-        times = []
-        for step in range(warmup + steps):
-            if step == warmup and phased is not None and phased.phase_times is not None:
-                phased.phase_times = {}  # the timed steps' phases only
-            synchronize(device)
-            tick = time.perf_counter()
-            pruner.train_step(images, labels, 0, step)
-            synchronize(device)
-            if step >= warmup:
-                times.append(time.perf_counter() - tick)
-    step_s = statistics.median(times)
+        s2h = state if isinstance(state, S2HState) else None
+        if s2h is not None:
+            extra["masks"] = masks
+            if masks == "target":
+                extra["hard_flops_ratio_start"] = masks_at_target(s2h, target)
+            extra["hard_pass"] = "sliced" if s2h.sliced is not None else "masked"
+            if device.type == "cpu":  # timing phases costs nothing without CUDA to synchronise
+                s2h.phase_times = {}
+        if hasattr(pruner, "phases"):
+            extra["phases"] = measure_phases(pruner, images, labels, device, warmup, steps)
+            figures = weighted(extra["phases"])
+            extra["step_s_basis"] = "phases' figures weighted by their steps in a paper-profile run"
+        else:
+            time_steps(pruner, images, labels, device, 0, warmup, 0)
+            if s2h is not None and s2h.phase_times is not None:
+                s2h.phase_times = {}  # the timed steps' phases only
+            figures = summary(time_steps(pruner, images, labels, device, warmup, 0, steps))
     row = {
         "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH, "width": width,
-        "warmup_steps": warmup, "measured_steps": steps, "step_s_median": step_s, "step_s_mean": statistics.fmean(times),
-        "step_s_min": min(times), "step_s_max": max(times), "epoch_s": step_s * CIFAR100_STEPS,
-        "peak_mem_mb_train": memory.extra_mb, "memory_kind": memory_kind(device),
+        "warmup_steps": warmup, "measured_steps": steps, **figures, "step_s_basis": "median",
+        "epoch_s": figures["step_s_median"] * CIFAR100_STEPS,
+        "peak_mem_mb_train": memory.extra_mb, "memory_kind": memory_kind(device), **extra,
     }
-    if phased is not None:
-        if phased.phase_times is None:  # on a GPU: more steps, synchronised between phases, apart from the timed ones
-            phased.phase_times = {}
-            for step in range(warmup + steps, warmup + 2 * steps):
-                pruner.train_step(images, labels, 0, step)
+    if s2h is not None:
+        if s2h.phase_times is None:  # on a GPU: more steps, synchronised between phases, apart from the timed ones
+            s2h.phase_times = {}
+            time_steps(pruner, images, labels, device, warmup + steps, 0, steps)
             synchronize(device)
-        row["phase_s_mean"] = {name: seconds / steps for name, seconds in phased.phase_times.items()}
+        row["phase_s_mean"] = {name: seconds / steps for name, seconds in s2h.phase_times.items()}
+        row["hard_flops_ratio"] = s2h.hard_flops_ratio()
     del pruner
     return row
 
@@ -125,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--masks", default="init", choices=MASKS, help="S2HPruner's masks: at initialisation or at the target")
     args = parser.parse_args(argv)
     from core.env import size_threads
 
     size_threads()  # the CPUs this process may use (its affinity, $S2H_THREADS)
-    result = measure_training(args.method, args.target, args.device, args.warmup, args.steps)
+    result = measure_training(args.method, args.target, args.device, args.warmup, args.steps, masks=args.masks)
     print(json.dumps(result))
     return 0
 
