@@ -415,6 +415,16 @@ def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: 
     return Row([label], cells)
 
 
+def _s2h_init_note(bench: dict) -> str:
+    """S2HPruner's step at initialisation, beside the dense step of the same benchmark."""
+    rows = {(row["method"], row.get("masks")): row for row in bench["training"] if "error" not in row}
+    init, dense = rows.get(("s2hpruner", "init")), rows.get(("dense", None))
+    if init is None or dense is None:
+        return ""
+    return (f" (at initialisation {init['epoch_s']:.0f} s per epoch, {init['step_s_median'] / dense['step_s_median']:.2f}x "
+            f"the dense step's {dense['epoch_s']:.0f} s)")
+
+
 def table10(runs: RunSet, profile: str) -> Grid:
     b = Builder(10, runs, profile, table10_cell)
     metrics = [("top1_1x", "Top-1 Acc (%) (1x training schedule)", "top1", 2),
@@ -449,7 +459,8 @@ def table10(runs: RunSet, profile: str) -> Grid:
                      f"{_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS. "
                      "`make bench` measures them alike for every method, the exported networks once the runs finish.")
     if bench is not None:
-        measured = {row["method"]: row for row in bench["training"] if "error" not in row}
+        # S2HPruner's row is its step with the masks at the target, where a run spends it
+        measured = {row["method"]: row for row in bench["training"] if "error" not in row and row.get("masks") != "init"}
         device = f"[bench: {bench['device']}]"
         for index, (name, field_name, decimals) in ((2, ("Time per epoch (s)", "epoch_s", 2)),
                                                     (3, ("Peak memory (MB) (training)", "peak_mem_mb_train", 0))):
@@ -459,7 +470,9 @@ def table10(runs: RunSet, profile: str) -> Grid:
         notes.insert(0, f"Rows marked [bench]: `python -m bench` on {bench['device']} ({bench.get('date', '?')[:10]}): "
                         "the median training step at batch 64 times 782 steps, and the peak training memory "
                         f"({next(iter(measured.values()), {}).get('memory_kind', '?')}), every method in a fresh "
-                        "process on synthetic CIFAR-100-shaped data.")
+                        "process on synthetic CIFAR-100-shaped data. The baselines' step is the mean over their "
+                        "phases weighted by the phases' steps in a paper-profile run; S2HPruner's is with its masks "
+                        "at the target" + _s2h_init_note(bench) + ".")
     if any(benched):
         rows[4] = _bench_row(f"Peak memory (MB) (inference) {device}", rows[4],
                              [tuple(row["peak_mem_mb_infer"] for row in found) for found in benched], 0)

@@ -41,8 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.groups import FlopsModel, GroupMasks, GroupSet, channel_order
-from core.groups.sliced import SlicedNetwork
+from core.groups import FlopsModel, GroupMasks, GroupSet, SlicedNetwork, channel_order
 from method.buckets import bucket_divisors
 from method.options import S2HOptions
 from method.prefix import PrefixMasks

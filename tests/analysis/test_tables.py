@@ -455,6 +455,18 @@ def test_table10_time_and_memory_rows_from_the_benchmark():
     assert "Rows marked [bench]: `python -m bench` on NVIDIA H100" in "\n".join(build(10, runs, "paper").footer())
 
 
+def test_table10_takes_s2hpruners_step_at_the_target_and_names_the_one_at_initialisation():
+    runs = in_memory([record("table1", "rst_s", top1=75.0, also=[("table10", {"method": "rst_s", "schedule": "1x"})])])
+    row = {"memory_kind": "cpu_peak_rss", "peak_mem_mb_train": 1.0}
+    runs.bench = [{"device": "cpu (x86_64)", "device_type": "cpu", "date": "2026-12-02T00:00:00+00:00", "training": [
+        {**row, "method": "dense", "epoch_s": 100.0, "step_s_median": 1.0},
+        {**row, "method": "s2hpruner", "masks": "init", "epoch_s": 170.0, "step_s_median": 1.7},
+        {**row, "method": "s2hpruner", "masks": "target", "epoch_s": 140.0, "step_s_median": 1.4}]}]
+    grid = build(10, runs, "paper")
+    assert md_rows(grid)[4][5] == "140.00 (50.13, +89.87)"
+    assert "at initialisation 170 s per epoch, 1.70x the dense step's 100 s" in "\n".join(grid.footer())
+
+
 def test_table10_inference_memory_from_the_benchmarked_exports():
     measured = record("table1", "rst_s", top1=75.0, metrics={"peak_mem_mb_infer": 9.0},
                       also=[("table10", {"method": "rst_s", "schedule": "1x"})])

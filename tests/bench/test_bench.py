@@ -38,6 +38,27 @@ def test_a_measured_training_step(method):
         assert "phase_s_mean" not in row
 
 
+def test_s2hpruner_measured_with_its_masks_at_the_target():
+    row = measure_training("s2hpruner", target=0.15, device_name="cpu", warmup=1, steps=1, width=0.25, masks="target")
+    assert row["masks"] == "target" and row["hard_pass"] == "sliced"
+    # the hard network's FLOPs meet the target when timing starts and stay there
+    assert row["hard_flops_ratio_start"] == pytest.approx(0.15, abs=0.02)
+    assert row["hard_flops_ratio"] == pytest.approx(row["hard_flops_ratio_start"], abs=0.01)
+    with pytest.raises(ValueError, match="masks must be one of init, target"):
+        measure_training("s2hpruner", device_name="cpu", masks="converged")
+
+
+def test_a_phased_baseline_is_timed_in_every_phase_and_weighted_by_their_steps():
+    row = measure_training("rst_s", device_name="cpu", warmup=0, steps=1, width=0.25)
+    phases = row["phases"]
+    assert [p["phase"] for p in phases] == ["transform", "train"]
+    assert sum(p["steps"] for p in phases) == 500 * 782  # the paper profile's run
+    weighted = sum(p["steps"] * p["step_s_median"] for p in phases) / (500 * 782)
+    assert row["step_s_median"] == pytest.approx(weighted) and row["epoch_s"] == pytest.approx(782 * weighted)
+    # the train phase runs the slimmed network: cheaper than the transformation on the dense one
+    assert phases[1]["step_s_median"] < phases[0]["step_s_median"]
+
+
 def test_device_slug():
     assert device_slug({"device": "cpu (x86_64)"}) == "cpu-x86-64"
     assert device_slug({"device": "NVIDIA H100 80GB HBM3"}) == "nvidia-h100-80gb-hbm3"
