@@ -417,12 +417,17 @@ def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: 
 
 def _s2h_init_note(bench: dict) -> str:
     """S2HPruner's step at initialisation, beside the dense step of the same benchmark."""
-    rows = {(row["method"], row.get("masks")): row for row in bench["training"] if "error" not in row}
-    init, dense = rows.get(("s2hpruner", "init")), rows.get(("dense", None))
-    if init is None or dense is None:
+    rows = {(row["method"], row.get("masks"), row.get("step_memory") == "low"): row
+            for row in bench["training"] if "error" not in row}
+    init, low, dense = (rows.get(key) for key in (("s2hpruner", "init", False), ("s2hpruner", "target", True),
+                                                   ("dense", None, False)))
+    if dense is None:
         return ""
-    return (f" (at initialisation {init['epoch_s']:.0f} s per epoch, {init['step_s_median'] / dense['step_s_median']:.2f}x "
-            f"the dense step's {dense['epoch_s']:.0f} s)")
+    notes = [f"at initialisation {row['epoch_s']:.0f} s per epoch, {row['step_s_median'] / dense['step_s_median']:.2f}x "
+             f"the dense step's {dense['epoch_s']:.0f} s" for row in (init,) if row is not None]
+    notes += [f"with step_memory=low {row['epoch_s']:.0f} s per epoch and {row['peak_mem_mb_train']:.0f} MB "
+              f"against dense {dense['peak_mem_mb_train']:.0f} MB" for row in (low,) if row is not None]
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def table10(runs: RunSet, profile: str) -> Grid:
@@ -460,7 +465,8 @@ def table10(runs: RunSet, profile: str) -> Grid:
                      "`make bench` measures them alike for every method, the exported networks once the runs finish.")
     if bench is not None:
         # S2HPruner's row is its step with the masks at the target, where a run spends it
-        measured = {row["method"]: row for row in bench["training"] if "error" not in row and row.get("masks") != "init"}
+        measured = {row["method"]: row for row in bench["training"]
+                    if "error" not in row and row.get("masks") != "init" and row.get("step_memory") != "low"}
         device = f"[bench: {bench['device']}]"
         for index, (name, field_name, decimals) in ((2, ("Time per epoch (s)", "epoch_s", 2)),
                                                     (3, ("Peak memory (MB) (training)", "peak_mem_mb_train", 0))):

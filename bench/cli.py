@@ -93,7 +93,7 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
 
 def main(argv: list[str] | None = None) -> int:
     from bench.inference import TARGETS, relative_to
-    from bench.training import MASKS, METHODS
+    from bench.training import METHODS
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
@@ -117,11 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     training = []
-    measurements = [(method, masks) for method in methods for masks in (MASKS if method == "s2hpruner" else (None,))]
-    for method, masks in tqdm(measurements, desc="training steps", unit="measurement"):
+    # S2HPruner at initialisation and at the target (its default step), and at the target with
+    # step_memory=low (one graph at the peak)
+    s2h = [("init", None), ("target", None), ("target", "low")]
+    measurements = [(method, masks, memory) for method in methods for masks, memory in (s2h if method == "s2hpruner" else [(None, None)])]
+    for method, masks, memory in tqdm(measurements, desc="training steps", unit="measurement"):
         row = in_fresh_process("bench.training", [method, "--device", device.type, "--warmup", str(args.warmup),
                                                   "--steps", str(args.steps), "--target", str(args.target)]
-                               + ([] if masks is None else ["--masks", masks]))
+                               + ([] if masks is None else ["--masks", masks])
+                               + ([] if memory is None else ["--step-memory", memory]))
         training.append({"method": method, **({} if masks is None else {"masks": masks}), **row})
     dense = next((r for r in training if r["method"] == "dense" and "error" not in r), None)
     for row in training:
@@ -164,7 +168,8 @@ def print_summary(result: dict[str, Any], steps: int) -> None:
             print(f"  {row['method']:<10} failed: {row['error']}")
             continue
         ratio = row.get("step_ratio_vs_dense")
-        name = row["method"] + (f" ({row['masks']})" if "masks" in row else "")
+        name = row["method"] + (f" ({row['masks']}{', low memory' if row.get('step_memory') == 'low' else ''})"
+                                if "masks" in row else "")
         hard = f"  hard FLOPs {row['hard_flops_ratio']:.3f}" if "hard_flops_ratio" in row else ""
         print(f"  {name:<20} {row['step_s_median'] * 1000:8.1f} ms/step  {row['epoch_s']:8.1f} s/epoch  "
               f"{'' if ratio is None else f'{ratio:5.2f}x dense'}  peak {row['peak_mem_mb_train']:7.0f} MB "

@@ -52,7 +52,7 @@ MASKS = ("init", "target")
 PEAK = 30.0  # a logit this far above the others holds all but e^-30 of a group's mass
 
 
-def bench_config(method: str, target: float, device: str, width: float = 1.0) -> RunConfig:
+def bench_config(method: str, target: float, device: str, width: float = 1.0, options: tuple[str, ...] = ()) -> RunConfig:
     """The paper's CIFAR-100 ResNet-50 recipe (the full-width network) on synthetic data of its shape."""
     from experiments.spec import recipes
 
@@ -63,7 +63,7 @@ def bench_config(method: str, target: float, device: str, width: float = 1.0) ->
                   f"prune.method={method}", "progress=false"]
     if method != "dense":
         overrides.append(f"prune.flops_target={target}")
-    return load(overrides + METHOD_OPTIONS.get(method, []))
+    return load(overrides + METHOD_OPTIONS.get(method, []) + list(options))
 
 
 def build_pruner(cfg: RunConfig, device: torch.device, images: torch.Tensor, labels: torch.Tensor) -> Pruner:
@@ -139,7 +139,7 @@ def weighted(phases: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def measure_training(method: str, target: float = 0.15, device_name: str = "auto", warmup: int = 2,
-                     steps: int = 5, width: float = 1.0, masks: str = "init") -> dict[str, Any]:
+                     steps: int = 5, width: float = 1.0, masks: str = "init", step_memory: str | None = None) -> dict[str, Any]:
     """Median step time (phase-weighted for the baselines), the epoch it extrapolates to, and
     the training peak memory above the baseline.
 
@@ -152,7 +152,8 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    cfg = bench_config(method, target, device.type, width)
+    cfg = bench_config(method, target, device.type, width,
+                       () if step_memory is None else (f"prune.options.step_memory={step_memory}",))
     extra: dict[str, Any] = {}
     with MemoryPeak(device) as memory:
         images = torch.randn(BATCH, 3, 32, 32, device=device)
@@ -165,6 +166,7 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
             if masks == "target":
                 extra["hard_flops_ratio_start"] = masks_at_target(s2h, target)
             extra["hard_pass"] = "sliced" if s2h.sliced is not None else "masked"
+            extra["step_memory"] = s2h.options.step_memory
             if device.type == "cpu":  # timing phases costs nothing without CUDA to synchronise
                 s2h.phase_times = {}
         if hasattr(pruner, "phases"):
@@ -205,11 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--masks", default="init", choices=MASKS, help="S2HPruner's masks: at initialisation or at the target")
+    parser.add_argument("--step-memory", default=None, choices=("fast", "low"), help="S2HPruner's step_memory (default: its default)")
     args = parser.parse_args(argv)
     from core.env import size_threads
 
     size_threads()  # the CPUs this process may use (its affinity, $S2H_THREADS)
-    result = measure_training(args.method, args.target, args.device, args.warmup, args.steps, masks=args.masks)
+    result = measure_training(args.method, args.target, args.device, args.warmup, args.steps, masks=args.masks,
+                              step_memory=args.step_memory)
     print(json.dumps(result))
     return 0
 

@@ -261,11 +261,10 @@ class S2HState(nn.Module):
             g_u = fuse(_fill(g_lu, u) if o.g_l_w else None, None)
             return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
-        with self._phase("hard_forward"):
-            hard = self.masks._to_units(hard_positions)
-            y_h = self.forward_hard(x, hard)
-
+        hard = self.masks._to_units(hard_positions)
         if o.formulation in ("alt1", "alt2"):
+            with self._phase("hard_forward"):
+                y_h = self.forward_hard(x, hard)
             g_lu = torch.autograd.grad(loss_soft, u, allow_unused=True) if o.g_l_w else None
             g_u = fuse(_fill(g_lu, u) if g_lu is not None else None, None)
             if o.formulation == "alt1":  # Eq. 6: weights trained through the hard network alone
@@ -279,18 +278,31 @@ class S2HState(nn.Module):
             g_theta = list(torch.autograd.grad(objective, theta, allow_unused=True))
             return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
-        # Algorithm 1, lines 6-12. The hard graph is released first, then the soft graph's
-        # mask-only pass keeps it for the last pass (L), which releases it: the peak holds one
-        # soft graph and one hard graph, and never a retained graph beside a second pass's.
-        d1 = gap(y_h, y_s.detach())
-        d2 = gap(y_h.detach(), y_s)
-        parts["gap"] = d1.item()
+        # Algorithm 1, lines 6-12: d1 = G(y_h, sg(y_s)) -> theta through the hard network,
+        # d2 = G(sg(y_h), y_s) -> u through the soft network, L -> theta and u through it too.
+        # `step_memory=low` (sliced pass): the hard outputs d2 needs come from a pass without a
+        # graph, the soft graph is released by L's pass, and only then is the hard network's
+        # graph built (the same random draws: the generator is rewound; BatchNorm statistics are
+        # updated once): the peak holds one graph. `fast`: the hard graph is built first and
+        # released by d1's pass, beside the soft graph.
+        low = self.sliced is not None and o.step_memory == "low"
         wants_l = (theta if o.g_l_theta else []) + (u if o.g_l_w else [])
-        with self._phase("backward_gap_hard"):  # G(y_h, sg(y_s)) -> theta, through the hard network
-            g_d1 = list(torch.autograd.grad(d1, theta, allow_unused=True)) if o.g_g_hard_theta else None
-        del y_h, d1
         wants_d2 = (u if o.g_g_w else []) + (theta if o.g_g_soft_theta else [])
+        g_d1 = None
+        if low:
+            rng = _rng_state(x.device)
+            with self._phase("hard_outputs"), torch.no_grad():
+                y_h_out = self.sliced(x, hard, statistics=not o.g_g_hard_theta)  # type: ignore[misc]
+        else:
+            with self._phase("hard_forward"):
+                y_h = self.forward_hard(x, hard)
+            y_h_out = y_h.detach()
+            with self._phase("backward_gap_hard"):
+                g_d1 = list(torch.autograd.grad(gap(y_h, y_s.detach()), theta, allow_unused=True)) if o.g_g_hard_theta else None
+            del y_h
+        parts["gap"] = gap(y_h_out, y_s.detach()).item()
         with self._phase("backward_gap_soft"):  # G(sg(y_h), y_s) -> u, through the soft network again
+            d2 = gap(y_h_out, y_s)
             g_d2 = torch.autograd.grad(d2, wants_d2, retain_graph=bool(wants_l), allow_unused=True) if wants_d2 else ()
         g_d2_u = list(g_d2[: len(u)]) if o.g_g_w else None
         g_d2_theta = list(g_d2[len(u) if o.g_g_w else 0:]) if o.g_g_soft_theta else None
@@ -298,6 +310,12 @@ class S2HState(nn.Module):
             g_l = torch.autograd.grad(loss_soft, wants_l, allow_unused=True) if wants_l else ()
         g_l_theta = list(g_l[: len(theta)]) if o.g_l_theta else None
         g_l_u = list(g_l[len(theta) if o.g_l_theta else 0:]) if o.g_l_w else None
+        if low and o.g_g_hard_theta:
+            _set_rng_state(rng, x.device)
+            with self._phase("hard_forward"):
+                y_h = self.forward_hard(x, hard)
+            with self._phase("backward_gap_hard"):  # G(y_h, sg(y_s)) -> theta, through the hard network
+                g_d1 = list(torch.autograd.grad(gap(y_h, y_s.detach()), theta, allow_unused=True))
 
         with self._phase("combine"):  # theta's weighted sum and A4's balance of u's gradients
             g_theta: list[torch.Tensor | None] = []
@@ -316,6 +334,16 @@ class S2HState(nn.Module):
             p.grad = None if g is None else g.detach()
         for p, g in zip(self.logits_params(), grads.u):
             p.grad = g.detach().to(p.dtype)
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def _fill(grads: Sequence[torch.Tensor | None], like: Sequence[torch.Tensor]) -> list[torch.Tensor]:

@@ -32,6 +32,7 @@ SOFT_RESIDUALS = ("block_output", "norm_output")
 RESOURCES = ("hard_prunable", "expected_network")
 ORDERS = ("l1_step", "fixed")
 HARD_PASSES = ("sliced", "masked")
+STEP_MEMORIES = ("fast", "low")
 
 # The paper's text, as this suite computed it before the official code's behaviour became the
 # default: `S2HOptions(**PAPER_TEXT)` reproduces those gradients exactly.
@@ -73,6 +74,11 @@ class S2HOptions:
     # how the hard network trains: at its kept widths sharing theta (`core.groups.sliced`), or
     # masked at full width; equal up to float rounding, so not in the run id
     hard_pass: str = field(default="sliced", metadata={"result": False})
+    # sliced pass only: `fast` holds the soft graph and the sliced hard graph together; `low`
+    # releases the soft graph before the hard one is built (the hard outputs d2 needs come from
+    # one more forward pass without a graph): one graph at the peak, one more hard forward pass.
+    # Equal results, so not in the run id
+    step_memory: str = field(default="fast", metadata={"result": False})
     recalibrate_bn: bool = True  # recompute BN statistics of evaluated/exported networks
     recalibrate_batches: int = 20  # training batches used for that
     # steps between lines of widths.jsonl (0: only at epoch ends); logging only: not in the run id
@@ -91,6 +97,7 @@ class S2HOptions:
             ("resource", self.resource, RESOURCES),
             ("order", self.order, ORDERS),
             ("hard_pass", self.hard_pass, HARD_PASSES),
+            ("step_memory", self.step_memory, STEP_MEMORIES),
         ):
             if value not in choices:
                 raise ConfigError(f"prune.options.{key} must be one of {', '.join(choices)}, got {value!r}")

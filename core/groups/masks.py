@@ -7,11 +7,16 @@ hard (0/1 masks) passes. A 0/1 mask set gives exactly the outputs of the physica
 network: producers are masked after their normalisation layer, so BatchNorm cannot refill a
 removed channel, and LayerNorms over a masked width take their statistics over the kept
 channels only (weighted by the mask, which for 0/1 masks is the slim LayerNorm).
+
+A mask on a BatchNorm's output (its channel dimension, the only mask on that layer) is folded
+into the BatchNorm's affine parameters for the call (`_FoldedNormHook`): the same values up to
+rounding, without a full-size multiplication or an extra activation kept for the backward pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from typing import Iterator, Sequence
 
 import torch
@@ -74,6 +79,49 @@ class _MaskHook:
         return output * self._view(full, output)
 
 
+class _FoldedNormHook(_MaskHook):
+    """A mask on a BatchNorm's output folded into its affine parameters (a forward pre-hook).
+
+    BN(x) * m = x_hat * (gamma * m) + beta * m: the values of the masked output up to rounding,
+    with no full-size multiplication forward or backward and no extra activation kept for the
+    backward pass (the mask's gradient comes out of BatchNorm's own per-channel reductions).
+    The parameters are swapped for the products for the duration of the call; `_Restore`, a
+    forward hook that runs even when the forward raises, puts them back.
+    """
+
+    def __init__(self, owner: "GroupMasks", group: int, point: MaskPoint) -> None:
+        super().__init__(owner, group, point)
+        self.saved: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor | None = None):
+        full = self._channel_mask(module.num_features, inputs[0])
+        if full is None:
+            return None
+        weight, bias = module._parameters["weight"], module._parameters["bias"]
+        self.saved = (weight, bias)
+        module._parameters["weight"] = weight * full
+        module._parameters["bias"] = bias * full
+        return None
+
+
+class _Restore(_MaskHook):
+    def __init__(self, fold: _FoldedNormHook) -> None:
+        super().__init__(fold.owner, fold.group, fold.point)
+        self.fold = fold
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor | None = None):
+        if self.fold.saved is not None:
+            module._parameters["weight"], module._parameters["bias"] = self.fold.saved
+            self.fold.saved = None
+        return None
+
+
+def _foldable(module: nn.Module, point: MaskPoint, points_on_module: int) -> bool:
+    """A BatchNorm's output masked on its channel dimension, by this mask point alone."""
+    return (isinstance(module, nn.modules.batchnorm._BatchNorm) and module.affine and point.where == "output"
+            and point.dim == 1 and points_on_module == 1)
+
+
 class GroupMasks:
     """Mask hooks on `model` for the groups of `groups` (see module docstring)."""
 
@@ -82,9 +130,15 @@ class GroupMasks:
         self.masks: list[torch.Tensor] | None = None
         self._handles = []
         modules = dict(model.named_modules())
+        count = Counter(point.layer for group in groups for point in group.mask_points)
         for g, group in enumerate(groups):
             for point in group.mask_points:
                 module = modules[point.layer]
+                if _foldable(module, point, count[point.layer]):
+                    fold = _FoldedNormHook(self, g, point)
+                    self._handles.append(module.register_forward_pre_hook(fold))
+                    self._handles.append(module.register_forward_hook(_Restore(fold), always_call=True))
+                    continue
                 hook = _MaskHook(self, g, point)
                 if point.where == "input":
                     self._handles.append(module.register_forward_pre_hook(hook))

@@ -164,17 +164,22 @@ class SlicedNetwork:
             out[name] = tensor
         return out
 
-    def __call__(self, x: torch.Tensor, masks: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The hard network's outputs for 0/1 `masks` (one per group, in unit space)."""
+    def __call__(self, x: torch.Tensor, masks: Sequence[torch.Tensor], statistics: bool = True) -> torch.Tensor:
+        """The hard network's outputs for 0/1 `masks` (one per group, in unit space); with
+        `statistics` False a training-mode pass leaves the BatchNorm running statistics alone
+        (a pass repeated on the same batch)."""
         kept = [torch.as_tensor(m).detach().cpu() > 0.5 for m in masks]
         if len(kept) != len(self.groups):
             raise ValueError(f"expected {len(self.groups)} group masks, got {len(kept)}")
         skeleton = self._structure(kept)
         slices = self._cached_slices(kept)
         tensors = self.gathered(slices)
+        if not statistics:  # buffers the pass would update in place: copies
+            buffers = {name for name, _ in self.model.named_buffers()}
+            tensors = {name: t.clone() if name in buffers else t for name, t in tensors.items()}
         skeleton.train(self.model.training)
         out = functional_call(skeleton, tensors, (x,))
-        if self.model.training:  # BatchNorm statistics of the kept channels go back to the full buffers
+        if self.model.training and statistics:  # BatchNorm statistics of the kept channels go back to the full buffers
             full_tensors = self.tensors
             with torch.no_grad():
                 for name, spec in slices.items():
