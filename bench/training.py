@@ -42,6 +42,7 @@ from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
 from core.seeding import seed_everything
 from method.algorithm import S2HState
+from method.options import STEP_MEMORIES
 from method.prefix import bucket_ceil
 
 CIFAR100_STEPS = 782  # ceil(50,000 / 64)
@@ -124,7 +125,7 @@ def measure_phases(pruner: Pruner, images: torch.Tensor, labels: torch.Tensor, d
         kind = name.rstrip("0123456789") or name  # round1, round2, ...: one step, one network shape
         if kind not in timed:
             timed[kind] = time_steps(pruner, images, labels, device, start, warmup, steps)
-        rows.append({"phase": name, "steps": end - start, "timed_as": kind if kind != name else name, **summary(timed[kind])})
+        rows.append({"phase": name, "steps": end - start, "timed_as": kind, **summary(timed[kind])})
         if phases.index + 1 >= len(phases.phases):
             return rows
         phases.advance(end)
@@ -172,15 +173,16 @@ def measure_training(method: str, target: float = 0.15, device_name: str = "auto
         if hasattr(pruner, "phases"):
             extra["phases"] = measure_phases(pruner, images, labels, device, warmup, steps)
             figures = weighted(extra["phases"])
-            extra["step_s_basis"] = "phases' figures weighted by their steps in a paper-profile run"
+            basis = "phases' figures weighted by their steps in a paper-profile run"
         else:
             time_steps(pruner, images, labels, device, 0, warmup, 0)
             if s2h is not None and s2h.phase_times is not None:
                 s2h.phase_times = {}  # the timed steps' phases only
             figures = summary(time_steps(pruner, images, labels, device, warmup, 0, steps))
+            basis = "median"
     row = {
         "method": method, "flops_target": None if method == "dense" else target, "batch": BATCH, "width": width,
-        "warmup_steps": warmup, "measured_steps": steps, **figures, "step_s_basis": "median",
+        "warmup_steps": warmup, "measured_steps": steps, **figures, "step_s_basis": basis,
         "epoch_s": figures["step_s_median"] * CIFAR100_STEPS,
         "peak_mem_mb_train": memory.extra_mb, "memory_kind": memory_kind(device), **extra,
     }
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--masks", default="init", choices=MASKS, help="S2HPruner's masks: at initialisation or at the target")
-    parser.add_argument("--step-memory", default=None, choices=("fast", "low"), help="S2HPruner's step_memory (default: its default)")
+    parser.add_argument("--step-memory", default=None, choices=STEP_MEMORIES, help="S2HPruner's step_memory (default: its default)")
     args = parser.parse_args(argv)
     from core.env import size_threads
 

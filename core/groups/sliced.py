@@ -47,6 +47,7 @@ from torch.func import functional_call
 
 from core.groups.slim import slim
 from core.groups.structure import GroupSet, Member
+from core.measure import eval_mode
 
 # (tensor attribute, dimension) indexed by a member, per layer kind and role
 _DIMS: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {
@@ -155,10 +156,11 @@ class SlicedNetwork:
         assert self._skeleton is not None
         return self._skeleton
 
-    def gathered(self, slices: Slices) -> dict[str, torch.Tensor]:
-        """Every parameter and buffer of the model at the kept indices (autograd-connected)."""
+    def gathered(self, slices: Slices, tensors: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Every parameter and buffer of the model (`tensors`, default: read afresh) at the kept
+        indices (autograd-connected)."""
         out = {}
-        for name, tensor in self.tensors.items():
+        for name, tensor in (self.tensors if tensors is None else tensors).items():
             for dim, index in slices.get(name, ()):
                 tensor = tensor.index_select(dim, index)
             out[name] = tensor
@@ -173,23 +175,22 @@ class SlicedNetwork:
             raise ValueError(f"expected {len(self.groups)} group masks, got {len(kept)}")
         skeleton = self._structure(kept)
         slices = self._cached_slices(kept)
-        tensors = self.gathered(slices)
+        full = self.tensors
+        tensors = self.gathered(slices, full)
+        buffers = [name for name, _ in self.model.named_buffers()]
         if not statistics:  # buffers the pass would update in place: copies
-            buffers = {name for name, _ in self.model.named_buffers()}
-            tensors = {name: t.clone() if name in buffers else t for name, t in tensors.items()}
+            tensors.update({name: tensors[name].clone() for name in buffers})
         skeleton.train(self.model.training)
         out = functional_call(skeleton, tensors, (x,))
         if self.model.training and statistics:  # BatchNorm statistics of the kept channels go back to the full buffers
-            full_tensors = self.tensors
             with torch.no_grad():
-                for name, spec in slices.items():
-                    full = full_tensors[name]
-                    if isinstance(full, nn.Parameter) or not full.is_floating_point():
+                for name in buffers:
+                    if name not in slices or not full[name].is_floating_point():
                         continue
-                    (dim, index), = spec
+                    (dim, index), = slices[name]
                     # `.data`: as BatchNorm's own update, this must not bump the version of a
                     # buffer the soft pass's graph saved (its backward never reads the statistics)
-                    full.data.index_copy_(dim, index, tensors[name])
+                    full[name].data.index_copy_(dim, index, tensors[name])
         return out
 
     # ----------------------------------------------------------------------------- the check
@@ -205,13 +206,14 @@ class SlicedNetwork:
         masks = [k.float() for k in kept]
         try:
             tensors = self.tensors
-            for name, spec in self.slices(kept).items():
+            slices = self.slices(kept)
+            for name, spec in slices.items():
                 if len(spec) > 1 and not isinstance(tensors[name], nn.Parameter):
                     return False, f"buffer {name} is sliced in {len(spec)} dimensions"
             reference = slim(self.model, self.groups, masks)
             expected = dict(itertools.chain(reference.named_parameters(), reference.named_buffers()))
             with torch.no_grad():
-                got = self.gathered(self.slices(kept))
+                got = self.gathered(slices, tensors)
             if set(expected) != set(got):
                 return False, f"tensors differ from a slim's: {sorted(set(expected) ^ set(got))[:3]}"
             for name, tensor in expected.items():
@@ -221,14 +223,10 @@ class SlicedNetwork:
             dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
             x = torch.randn(2, self.groups.channels, self.groups.image_size, self.groups.image_size,
                             generator=generator).to(device=device, dtype=dtype)
-            was_training = self.model.training
-            self.model.eval()
-            reference.eval()
             try:
-                with torch.no_grad():
-                    want, have = reference(x), self(x, masks)
+                with torch.no_grad(), eval_mode(self.model):
+                    want, have = reference.eval()(x), self(x, masks)
             finally:
-                self.model.train(was_training)
                 self._widths, self._skeleton = None, None
             if not torch.allclose(want, have, rtol=1e-3, atol=1e-4 * float(want.abs().max().clamp_min(1.0))):
                 return False, f"outputs differ from a slim's by {float((want - have).abs().max()):.3g}"
