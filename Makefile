@@ -9,9 +9,12 @@ PIP_ARGS ?=
 PYTEST_ARGS ?=
 # Experiments: `make table1 PROFILE=paper EXECUTOR=slurm SLURM_PARTITION=gpu`.
 PROFILE ?= smoke
-# The smoke profile's runs take seconds, so they run in this process (inline) rather than paying a
-# fresh interpreter's imports (~8 s on 2 cores) per run; the paper profile's get their own (local).
+# The smoke and mini profiles' runs take seconds to a minute, so they run in this process (inline)
+# rather than paying a fresh interpreter's imports (~8 s on 2 cores) per run; the paper profile's
+# get their own (local).
 EXECUTOR ?= $(if $(filter paper,$(PROFILE)),local,inline)
+# The grids the paper's claims read (analysis/claims.py: CLAIM_EXPERIMENTS; Figure 3 reuses them).
+CLAIM_GRIDS := table1,table5,table6,table7,table8,table9,table3,table2
 SLURM_PARTITION ?=
 SLURM_ACCOUNT ?=
 SLURM_QOS ?=
@@ -34,11 +37,11 @@ EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 ta
 # `make tables` etc. render the profile most runs have unless PROFILE is given on the command line.
 VIEW_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE))
 
-.PHONY: help install test test-all test-slurm demo clean experiments tables figures report bench $(EXPERIMENTS)
+.PHONY: help install test test-all test-slurm demo claims clean experiments tables figures report bench $(EXPERIMENTS)
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
-	@printf '%-14s%s\n' "table1..10" "run what is missing of a table, then show it (EXECUTOR=inline|local|slurm|debug, PROFILE=smoke|paper, RERUN=failed|stale|all," \
+	@printf '%-14s%s\n' "table1..10" "run what is missing of a table, then show it (EXECUTOR=inline|local|slurm|debug, PROFILE=smoke|mini|paper, RERUN=failed|stale|all," \
 		"" "SLURM_PARTITION=... SLURM_TIME=... for the cluster)" "fig3..9" "the same for a figure (they reuse the tables' runs)"
 
 install: $(STAMP) ## create .venv and install the suite with its pinned dependencies (once)
@@ -59,7 +62,14 @@ test-slurm: install ## start a one-node SLURM here (installs slurm-wlm and munge
 	. $${S2H_SLURM_DIR:-/tmp/s2h-slurm}/env.sh && $(PY) -m pytest -m slurm tests/slurm $(PYTEST_ARGS); \
 	status=$$?; bash slurm/cluster/down.sh; exit $$status
 
-demo: table1 ## Table 1's grid on the smoke profile, run here in this process (make table1 with the defaults)
+demo: install ## Table 1's ResNet-50 columns on real images (mini profile: digits), trained here: dense and five methods at three targets
+	$(PY) -m experiments run table1 --profile mini --executor inline --where model.name=resnet50 $(ARGS)
+	$(PY) -m analysis table 1 --profile mini
+	@echo "The rest of Table 1 on real images: make table1 PROFILE=mini; every claim of the paper checked: make claims"
+
+claims: install ## run the grids of the paper's claims on the mini profile here (finished runs reused), then print each claim's verdict
+	$(PY) -m experiments run $(CLAIM_GRIDS) --profile mini --executor inline $(if $(RERUN),--rerun $(RERUN)) $(ARGS); \
+	status=$$?; $(PY) -m analysis claims --profile mini; exit $$status
 
 experiments: install ## list every experiment with its run count and cost
 	$(PY) -m experiments list
@@ -81,6 +91,6 @@ bench: install ## benchmarks into results/bench/: each method's training step an
 	$(PY) -m bench
 	$(PY) -m analysis.render_bench
 
-clean: ## remove the venv and what the demo and the smoke profile wrote, listing it (paper and custom runs are kept)
+clean: ## remove the venv and what the smoke profile wrote, listing it (paper, mini and custom runs are kept)
 	python3 -m core.clean results
 	rm -rf $(VENV) *.egg-info

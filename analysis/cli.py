@@ -1,11 +1,12 @@
 """`python -m analysis`: render the paper's tables, figures and a report from run records.
 
-    python -m analysis table 1 [--format md|csv|tex|html] [--profile smoke|paper] [--out FILE]
+    python -m analysis table 1 [--format md|csv|tex|html] [--profile smoke|mini|paper] [--out FILE]
     python -m analysis table my_grid.yaml [...]     # a grid of your own, from its runs' cell labels
     python -m analysis tables  [--profile ...]      # every table, into results/tables/
     python -m analysis figure 3 [--profile ...]     # results/figures/fig3.png and .pdf
     python -m analysis figures [--profile ...]
     python -m analysis report  [--profile ...]      # results/report.md and results/report.html
+    python -m analysis claims  [--profile ...]      # the paper's claims, each with its verdict (make claims)
 
 Records are read from `<results>/runs/*/*/record.json` (`--results`, default `results`). Without
 `--profile` each table uses the profile with the most records among its runs (paper on a tie or
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     common(figures)
     report = commands.add_parser("report", help="write <results>/report.md and report.html")
     common(report)
+    claims = commands.add_parser("claims", help="check the paper's claims on the records; print the verdicts "
+                                                "and write <results>/claims-<profile>.md")
+    common(claims)
     return parser
 
 
@@ -94,6 +98,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{result.title} ({profile}): {', '.join(str(p) for p in result.paths)}")
             for line in result.missing:
                 print(f"  missing: {line}; produce it with: python -m experiments run fig{number} --profile {profile}")
+        return 0
+    if args.command == "claims":
+        from analysis.claims import CLAIM_EXPERIMENTS, check
+        from analysis.claims import render as render_claims
+
+        profile = args.profile or majority_profile(runs, CLAIM_EXPERIMENTS)
+        text = render_claims(check(runs, profile), profile)
+        results.mkdir(parents=True, exist_ok=True)
+        (results / f"claims-{profile}.md").write_text(f"# The paper's claims on the {profile} profile\n\n{text}\n")
+        print(text)
+        print(f"wrote {results / f'claims-{profile}.md'}")
         return 0
     from analysis.report import write_report
 

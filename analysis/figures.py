@@ -134,6 +134,8 @@ def profile_label(profile: str) -> str | None:
         return None
     if profile == "smoke":
         return "profile: smoke (synthetic data, not comparable with the paper)"
+    if profile == "mini":
+        return "profile: mini (digits, narrow networks: not comparable with the paper)"
     return f"profile: {profile} (not comparable with the paper)"
 
 

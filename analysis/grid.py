@@ -143,6 +143,9 @@ class Grid:
         if self.profile == "smoke":
             return ("Profile: smoke (synthetic data, narrow networks, 2 epochs): these numbers test "
                     "the pipeline and are not comparable with the paper's.")
+        if self.profile == "mini":
+            return ("Profile: mini (real images, scikit-learn's digits at 16 px, narrow networks, short "
+                    "schedules): the methods on real data at laptop scale, not comparable with the paper's numbers.")
         return f"Profile: {self.profile} (not the paper's recipe)."
 
     def footer(self) -> list[str]:

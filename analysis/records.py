@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from core.files import read_jsonl, unique  # standard library only, like everything here
 
-PROFILES = ("paper", "smoke")
+PROFILES = ("paper", "mini", "smoke")
 
 @dataclass(frozen=True)
 class Run:

@@ -12,6 +12,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from analysis.claims import check as check_claims
+from analysis.claims import render as render_claims
 from analysis.grid import Grid
 from analysis.records import RunSet, majority_profile
 from analysis.render import html_table, markdown
@@ -79,6 +81,9 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
     md += ["## Runs", ""] + [f"- {line}" for line in run_counts(runs)]
     md += ["", "## Environment of the runs", ""] + [f"- {env}" for env in envs]
     md += ["", "## Missing cells", ""] + [f"- {what}" + (f" `{command}`" if command else "") for what, command in gaps]
+    claims = check_claims(runs, profile)
+    md += ["", "## The paper's claims", "", "Each checked on this profile's records (`make claims` runs their grids "
+           "on the mini profile).", "", render_claims(claims, profile)]
     md += ["", "## Tables", ""]
     for grid in grids:
         md += [markdown(grid, heading="### "), ""]
@@ -97,7 +102,11 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
             "<h2>Environment of the runs</h2><ul>" + "".join(f"<li>{esc(env)}</li>" for env in envs) + "</ul>",
             "<h2>Missing cells</h2><ul>"]
     body += [f"<li>{esc(what)}" + (f" <code>{esc(command)}</code>" if command else "") + "</li>" for what, command in gaps]
-    body.append("</ul><h2>Tables</h2>")
+    body.append("</ul><h2>The paper's claims</h2><table><tr><th>source</th><th>claim</th><th>paper</th>"
+                f"<th>ours ({esc(profile)})</th><th>verdict</th></tr>")
+    body += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in (c.source, c.claim, c.paper, c.ours, c.verdict)) + "</tr>"
+             for c in claims]
+    body.append("</table><h2>Tables</h2>")
     body += [html_table(grid) for grid in grids]
     body.append("<h2>Figures</h2>")
     for result in figures:

@@ -38,7 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from core.errors import ConfigError
 
-PROFILES = ("paper", "smoke", "custom")
+PROFILES = ("paper", "mini", "smoke", "custom")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 FLOPS_SCOPES = ("network", "prunable")
@@ -129,9 +129,9 @@ class PruneConfig:
 @dataclass
 class RunConfig:
     experiment: str = _field("custom", "experiment name: runs live in <output_root>/runs/<experiment>/", result=False)
-    # `custom` unless a grid (paper, smoke) or the demo (smoke) says otherwise: `make clean`
+    # `custom` unless a grid (paper, mini, smoke) or the demo (smoke) says otherwise: `make clean`
     # removes smoke-profile runs only, so a user's own runs are never disposable by default
-    profile: str = _field("custom", "paper | smoke | custom: the label results carry")
+    profile: str = _field("custom", "paper | mini | smoke | custom: the label results carry")
     seed: int = _field(0, "seed of python, numpy and torch (0 is a valid seed)")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

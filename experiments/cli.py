@@ -1,12 +1,14 @@
 """`python -m experiments list | run | status`: the paper's tables and figures as run grids.
 
     python -m experiments list
-    python -m experiments run table1 [--profile smoke|paper] [--executor local|inline|slurm|debug]
+    python -m experiments run table1 [--profile smoke|mini|paper] [--executor local|inline|slurm|debug]
+                                     [--where key=value ...]
                                      [key=value ...] [method:key=value ...] [--sweep key=v1,v2 ...]
                                      [--partition P --account A --qos Q --time MIN --cpus N
                                       --mem-gb G --constraint C --parallelism N --sbatch flag=value]
     python -m experiments status table1 [--profile ...]
     python -m experiments run my_grid.yaml ...          # a grid of one's own, same format
+    python -m experiments run table1,table5 ...         # several grids as one queue (shared runs once)
 
 `run` expands the grid, validates every cell (a typo or an unknown method names the cell and
 stops before anything is submitted), skips cells that are done, queued or being trained (a run
@@ -15,7 +17,9 @@ failed cells unless `--rerun failed`; submits the rest and prints where each wen
 stale|failed|all` first moves the earlier attempts aside (kept under `<output-root>/attempts/`).
 A cell is stale when its record comes from another code version than this checkout's
 (`core.version`); `status` flags those. It also writes `<output_root>/experiments/<name>-<profile>.json`,
-the list of the experiment's cells and run folders that the analysis reads.
+the list of the experiment's cells and run folders that the analysis reads. `--where
+model.name=resnet50` runs only the cells with that label or config value (and the runs they
+read); the manifest still lists the whole grid, so the tables show what is missing.
 
 Exit status: 0 when everything submitted (or, for local/inline/debug, everything run) succeeded;
 1 when a run failed; 2 on bad input (one line on stderr, nothing submitted).
@@ -31,7 +35,7 @@ from typing import Any
 
 from core.errors import SuiteError
 from core.files import write_json
-from experiments.spec import Expansion, expand, experiment_names, load_experiment
+from experiments.spec import GRID_PROFILES, Cell, Expansion, expand, experiment_names, load_experiment
 
 DEFAULT_OUTPUT = "results"
 
@@ -42,8 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="every experiment with its run count and cost")
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("name", help="an experiment name (table1 ... fig9) or the path of a YAML grid")
-        sub.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+        sub.add_argument("name", help="an experiment name (table1 ... fig9) or the path of a YAML grid; "
+                                      "several, comma-separated, make one queue")
+        sub.add_argument("--profile", default="smoke", choices=GRID_PROFILES,
+                         help="smoke: synthetic images, minutes; mini: real images (digits), narrow networks, "
+                              "a table in well under an hour of CPU; paper: Appendix A")
+        sub.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                         help="only the cells with this label or config value (repeatable; all must hold)")
         sub.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                          help="add a product axis over these values (repeatable)")
         sub.add_argument("--output-root", default=DEFAULT_OUTPUT, help="where run folders are written")
@@ -88,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
-        expansion = expand(args.name, args.profile, args.overrides, args.sweep, args.output_root)
-        _write_manifest(expansion, args.output_root)
+        expansions = []
+        for name in [n for n in args.name.split(",") if n]:
+            expansions.append(expand(name, args.profile, args.overrides, args.sweep, args.output_root))
+            _write_manifest(expansions[-1], args.output_root)
+        where = _where(args.where)
         if args.command == "status":
-            return _status(expansion)
-        return _run(expansion, args)
+            return max(_status(expansion, where) for expansion in expansions)
+        return _run(expansions, where, args)
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -117,19 +129,63 @@ def _list() -> int:
     widths = [max(len(str(r[i])) for r in [heads, *rows]) for i in range(4)]
     for row in [heads, *rows]:
         print("  ".join(f"{str(v):<{w}}" for v, w in zip(row, widths)) + "  " + row[4])
-    print("\nGPU-hours are A100 estimates at the paper profile; the smoke profile runs a table on a CPU in minutes.")
+    print("\nGPU-hours are A100 estimates at the paper profile; on 2 CPU cores the smoke profile runs a table in minutes, "
+          "the mini profile (real images) in well under an hour.")
     return 0
 
 
 # ----------------------------------------------------------------------------- status
 
 
-def _status(expansion: Expansion) -> int:
+def _where(items: list[str]) -> dict[str, str]:
+    """`--where key=value` items as a dict; a malformed one is a ConfigError."""
+    from core.errors import ConfigError
+
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--where {item!r} is not of the form key=value")
+        pairs[key] = value
+    return pairs
+
+
+def _matches(cell: Cell, where: dict[str, str]) -> bool:
+    """Whether every `where` pair is one of the cell's labels or config values (as text)."""
+    def value(key: str) -> Any:
+        if key in cell.labels:
+            return cell.labels[key]
+        node: Any = cell.cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        return node
+
+    return all(str(value(key)) == wanted for key, wanted in where.items())
+
+
+def selected(expansion: Expansion, where: dict[str, str]) -> list[Cell]:
+    """The expansion's cells `where` picks, with the runs they read (all of them when `where` is empty)."""
+    if not where:
+        return expansion.all_cells
+    chosen: dict[Path, Cell] = {}
+
+    def add(cell: Cell) -> None:
+        for source in cell.needs:
+            add(source)
+        chosen.setdefault(cell.run_dir.path, cell)
+
+    for cell in expansion.cells:
+        if _matches(cell, where):
+            add(cell)
+    return list(chosen.values())
+
+
+def _status(expansion: Expansion, where: dict[str, str]) -> int:
     from slurm.dispatch import cell_state
 
     counts: Counter[str] = Counter()
     print(f"{expansion.experiment.name} ({expansion.profile} profile): {expansion.experiment.title}")
-    for cell in expansion.all_cells:
+    for cell in selected(expansion, where):
         state = cell_state(cell)
         counts[state.state + (" (stale)" if state.state == "done" and state.reason else "")] += 1
         home = f" [{cell.experiment}'s run]" if cell.experiment != expansion.experiment.name else ""
@@ -142,7 +198,7 @@ def _status(expansion: Expansion) -> int:
 # ----------------------------------------------------------------------------- run
 
 
-def _run(expansion: Expansion, args: argparse.Namespace) -> int:
+def _run(expansions: list[Expansion], where: dict[str, str], args: argparse.Namespace) -> int:
     from slurm.dispatch import cell_state, submit
     from slurm.settings import describe, load_settings
 
@@ -150,12 +206,19 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
     if args.executor == "slurm":
         keys = ("partition", "account", "qos", "time_min", "cpus_per_task", "mem_gb", "constraint", "parallelism", "gpus")
         settings = load_settings({k: getattr(args, k) for k in keys}, args.sbatch, args.slurm_config)
-    name = expansion.experiment.name
-    todo, alive, skipped, queued, set_aside = [], {}, Counter(), set(), []
-    for cell in expansion.all_cells:
-        state = cell_state(cell)
-        if cell.run_dir.path in queued:  # a run two cells share is looked at once
+    name = ",".join(expansion.experiment.name for expansion in expansions)
+    profile = expansions[0].profile
+    todo, alive, skipped, queued, set_aside, seen = [], {}, Counter(), set(), [], set()
+    cells = [cell for expansion in expansions for cell in selected(expansion, where)]
+    if where and not cells:
+        from core.errors import ConfigError
+
+        raise ConfigError(f"--where {' '.join(f'{k}={v}' for k, v in where.items())} matches no cell of {name}")
+    for cell in cells:
+        if cell.run_dir.path in seen:  # a run two cells (or two grids) share is looked at once
             continue
+        seen.add(cell.run_dir.path)
+        state = cell_state(cell)
         if _rerun(state, args.rerun) and not args.dry_run:
             free, moved = _set_aside(cell, state)
             if not free:
@@ -181,7 +244,7 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
             print(f"  would set aside {cell.experiment} {cell.describe()} ({state.state}{', ' + state.reason if state.reason else ''})")
     if set_aside:
         print(f"set aside {len(set_aside)} earlier attempts (kept under {Path(args.output_root) / 'attempts'})")
-    make = name in experiment_names()  # the paper's grids have make targets, one's own do not
+    make = name in experiment_names()  # the paper's grids have make targets, one's own do not (nor lists)
     if skipped["failed"]:
         print(f"{skipped['failed']} failed runs are not retried: `--rerun failed`"
               + (f" (make {name} RERUN=failed)" if make else "") + " runs them afresh")
@@ -189,13 +252,14 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
         print(f"{skipped['done (stale)']} runs come from another code version: `--rerun stale`"
               + (f" (make {name} RERUN=stale)" if make else "") + " reruns them")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items())) or "none done yet"
-    print(f"{name} ({expansion.profile} profile): {len(expansion.all_cells)} cells; {summary}; {len(todo)} to run"
+    print(f"{name} ({profile} profile): {len(seen)} cells; {summary}; {len(todo)} to run"
           + (f" on {args.executor}" if todo else ""))
     if settings is not None and todo:
         print(f"slurm settings: {describe(settings)}")
     _check_datasets(todo)
     if not args.dry_run:
-        _label_runs(expansion)
+        for expansion in expansions:
+            _label_runs(expansion)
     if not todo or args.dry_run:
         for cell in todo:
             print(f"  would run {cell.experiment} {cell.describe()} -> {cell.run_dir.path}")
@@ -207,7 +271,7 @@ def _run(expansion: Expansion, args: argparse.Namespace) -> int:
     if held:
         print(f"{len(held)} runs were being trained by other processes and were left to them")
     if args.executor == "slurm":
-        print(f"{len(submitted)} runs queued; `python -m experiments status {args.name} --profile {expansion.profile}` follows them; "
+        print(f"{len(submitted)} runs queued; `python -m experiments status {args.name} --profile {profile}` follows them; "
               f"submitit logs under {folder}")
     else:
         print(f"{len(submitted) - len(failed)} of {len(submitted)} runs finished" + (f", {len(failed)} failed" if failed else ""))

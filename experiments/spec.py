@@ -22,7 +22,7 @@ axis named like a config key takes values; an axis named like a bundle takes bun
 
 A value may be:
 - a plain value;
-- `{paper: x, smoke: y}`: chosen by profile;
+- `{paper: x, mini: y, smoke: z}`: chosen by profile;
 - `{times: k}`: k times the value the key has below it (the recipe's), e.g. Table 10's
   double schedule `train.epochs: {times: 2}` (integers are rounded, at least 1);
 - `{run: {experiment: table1, where: {model.name: resnet50, method: s2hpruner, ...}}}`: the run
@@ -33,8 +33,8 @@ A value may be:
 A cell's config is built in layers: the embedded defaults, the profile's recipe for its
 (data.name, model.name) from `recipes.yaml` and its keys for the cell's `prune.method` (the
 file's `methods` section), `base`, the block's `set`, the axis values (the
-`smoke` profile then puts its offline dataset, the recipe's `data.*` keys, in place of the
-cell's real one), then the command line's `key=value` overrides (`method:key=value` applies to cells of that method only)
+`mini` and `smoke` profiles then put their offline dataset, the recipe's `data.*` keys, in place
+of the cell's own), then the command line's `key=value` overrides (`method:key=value` applies to cells of that method only)
 and `--sweep` axes. A cell may set `experiment` to another experiment's name: it then *is*
 that experiment's run (same run id, same folder), reused instead of trained again.
 """
@@ -57,6 +57,10 @@ from core.records import RunDir, run_ref
 
 HERE = Path(__file__).resolve().parent
 RECIPES = HERE / "recipes.yaml"
+# The grids' profiles: `paper` is Appendix A; `mini` (real images shipped in a package, digits)
+# and `smoke` (synthetic images) are its laptop-sized stand-ins, which replace each cell's dataset.
+GRID_PROFILES = ("smoke", "mini", "paper")
+OFFLINE_PROFILES = ("smoke", "mini")
 KNOWN_KEYS = {"name", "title", "make", "gpu_hours", "base", "bundles", "blocks", "notes"}
 BLOCK_KEYS = {"set", "product", "zip"}
 
@@ -242,8 +246,8 @@ def expand(
     _stack: tuple[str, ...] = (),
 ) -> Expansion:
     """Every cell of an experiment with its resolved config; the first bad cell raises, named."""
-    if profile not in ("paper", "smoke"):
-        raise ConfigError(f"--profile must be paper or smoke, got {profile!r}")
+    if profile not in GRID_PROFILES:
+        raise ConfigError(f"--profile must be one of {', '.join(GRID_PROFILES)}, got {profile!r}")
     exp = load_experiment(name_or_path)
     if exp.name in _stack:
         raise ConfigError(f"{exp.path}: circular run references through {' -> '.join(_stack)}")
@@ -271,7 +275,7 @@ def expand(
                 merged[key] = run_ref(source.cfg)  # by experiment and run id: the same under any output root
             else:
                 merged[key] = _resolve_value(key, value, merged, profile, where)
-        if profile == "smoke":  # the offline dataset stands in for the cell's real one
+        if profile in OFFLINE_PROFILES:  # the offline dataset stands in for the cell's own
             merged.pop("data.image_size", None)
             merged.update({k: v for k, v in recipe.items() if k.startswith("data.")})
         cell = Cell(exp.name, labels, merged, _cell_overrides(overrides, merged), needs=needs)

@@ -34,6 +34,8 @@ from core.env import size_threads
 from core.files import write_json
 from core.lease import LIVE_SLURM_STATES, hostname, pid_alive, slurm_job_state
 from core.version import staleness
+from slurm.eta import Eta
+from slurm.eta import describe as describe_eta
 from slurm.jobs import RunJob, run_config
 from slurm.settings import SlurmSettings, executor_parameters
 
@@ -174,6 +176,7 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
     failed: set[str] = set()
     held: set[str] = set()
     width = len(str(len(cells)))
+    eta = Eta()
     for cell in cells:  # claimed while they wait their turn: a second submission leaves them to us
         _claim(cell, executor)
     for i, cell in enumerate(cells, 1):
@@ -225,8 +228,12 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
         _end_claim(cell)
         if not ok:
             failed.add(str(cell.run_dir.path))
+        elif outcome["status"] == "done":  # a run found done already says nothing of the time
+            eta.finished(cell, seconds)
         done.append(Submitted(cell, executor, job_id, "done" if ok else "failed", detail))
-        say(f"{head}: {'done' if ok else 'FAILED'}, {detail} ({seconds:.0f} s) -> {cell.run_dir.path}")
+        left = cells[i:]
+        say(f"{head}: {'done' if ok else 'FAILED'}, {detail} ({seconds:.0f} s) -> {cell.run_dir.path}"
+            + describe_eta(eta.left(left), len(left)))
     return done
 
 

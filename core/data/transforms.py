@@ -43,6 +43,11 @@ class Recipe:
     repeats: int = 1  # repeated augmentation: copies of each sampled image per epoch
     crop_padding: int = 4
 
+    @property
+    def random(self) -> bool:
+        """Whether the per-image transform draws random numbers (MixUp/CutMix act on batches)."""
+        return self.crop != "none" or self.flip or self.autoaugment or self.random_erasing > 0
+
 
 AUGMENTATIONS: dict[str, Recipe] = {
     "none": Recipe(crop="none", flip=False),

@@ -19,7 +19,10 @@ def test_report_with_no_records(tmp_path):
     assert "no run records yet" in md and "Profile:" not in md  # nothing ran: the paper profile, unlabelled
     assert all(f"### Table {n}:" in md for n in range(1, 11)) and md.count("![Figure") == 7
     assert "Table 1 (paper): 48 of 48 runs missing or failed: `python -m experiments run table1 --profile paper`" in md
-    assert page.count("<table>") == 10 and page.count("<img ") == 7 and page.rstrip().endswith("</html>")
+    assert page.count("<table>") == 11 and page.count("<img ") == 7 and page.rstrip().endswith("</html>")
+    # the claims section: every claim listed, none run
+    assert "## The paper's claims" in md and "| Table 5 | without g_{G->hard->theta} the hard network collapses" in md
+    assert "0 reproduced, 0 not reproduced" in md and ">not run</td>" in page
     assert all((tmp_path / "figures" / f"fig{n}.png").stat().st_size > 0 for n in range(3, 10))
 
 

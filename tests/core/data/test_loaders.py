@@ -38,6 +38,19 @@ def test_sample_transforms_use_their_own_seed_and_leave_the_global_rng_alone():
     assert any(not torch.equal(first, data.train_set[(7, seed)][0]) for seed in range(124, 130))
 
 
+def test_without_augmentation_an_item_is_the_same_with_or_without_its_seed():
+    assert [name for name, recipe in AUGMENTATIONS.items() if not recipe.random] == ["none"]
+    data = build_data(load(["data.name=synthetic", "data.augment=none", "data.options.train_size=16"]))
+    assert not data.train_set.random
+    state = torch.get_rng_state()
+    seeded = [data.train_set[(i, 1000 + i)][0] for i in range(4)]
+    assert torch.equal(torch.get_rng_state(), state)
+    # the seeded path (what every augmented recipe takes) gives the same images for a transform that draws nothing
+    data.train_set.random = True
+    assert all(torch.equal(a, data.train_set[(i, 7)][0]) for i, a in enumerate(seeded))
+    assert all(torch.equal(a, data.train_set[i][0]) for i, a in enumerate(seeded))
+
+
 def test_batches_do_not_depend_on_the_number_of_workers():
     def batches(workers: int) -> list[torch.Tensor]:
         cfg = load(["data.name=synthetic", "data.options.train_size=64", f"data.workers={workers}", "train.batch_size=16"])
