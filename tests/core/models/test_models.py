@@ -79,6 +79,17 @@ def test_mobilenetv3_is_adapted_to_small_images():
     assert imagenet.features(torch.randn(1, 3, 224, 224)).shape[-2:] == (7, 7)
 
 
+def test_mobilenetv3_batchnorm_momentum_is_torchvisions_unless_set():
+    def momenta(options: dict) -> set[float]:
+        model = build_model(ModelConfig("mobilenetv3", 0.25, options), 10, 16)
+        return {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+
+    assert momenta({}) == {0.01}
+    assert momenta({"bn_momentum": 0.1}) == {0.1}
+    with pytest.raises(ConfigError, match="bn_momentum"):
+        load(["model.name=mobilenetv3", "model.options.bn_momentum=0"])
+
+
 def test_vit_matches_the_small_dataset_configuration():
     model = _model("vit")
     assert isinstance(model, VisionTransformer)
