@@ -57,11 +57,16 @@ class Finder:
         self.runs, self.profile = runs, profile
         self._cache: dict[str, list[tuple[Run, dict[str, str]]]] = {}
 
-    def find(self, experiment: str, **labels: object) -> list[Run]:
+    def labelled(self, experiment: str) -> list[tuple[Run, dict[str, str]]]:
+        """(run, labels) of every finished run filling a cell of `experiment`'s grid."""
         if experiment not in self._cache:
             self._cache[experiment] = [(r, lb) for r, lb in labelled(self.runs, experiment, self.profile) if r.done]
+        return self._cache[experiment]
+
+    def find(self, experiment: str, **labels: object) -> list[Run]:
+        """Runs whose cell labels match (`prune__flops_target=0.15` for the label `prune.flops_target`)."""
         wanted = {key.replace("__", "."): value for key, value in labels.items()}
-        return [run for run, lb in self._cache[experiment] if all(_same(lb.get(k), v) for k, v in wanted.items())]
+        return [run for run, lb in self.labelled(experiment) if all(_same(lb.get(k), v) for k, v in wanted.items())]
 
     def one(self, experiment: str, **labels: object) -> Run | None:
         found = self.find(experiment, **labels)
@@ -71,6 +76,8 @@ class Finder:
 def _same(label: str | None, wanted: object) -> bool:
     if label is None:
         return False
+    if isinstance(wanted, bool):  # grids label switches True/False
+        return label.strip().lower() == str(wanted).lower()
     if isinstance(wanted, float):
         try:
             return abs(float(label) - wanted) < 1e-9
@@ -151,7 +158,7 @@ def _headline(f: Finder, table: int, model: str) -> Claim:
 def _table5(f: Finder) -> list[Claim]:
     def row(number: int) -> tuple[Run | None, float | None]:
         spec = next(r for r in paper.rows(5) if int(r["row"]) == number)
-        switches = {f"prune__options__{s}": spec[s] for s in SWITCHES}
+        switches = {f"prune__options__{s}": spec[s] == "true" for s in SWITCHES}
         run = f.one("table5", **switches)
         return run, paper.number(spec["top1"])
 
@@ -210,7 +217,8 @@ def _table6(f: Finder) -> list[Claim]:
 
 
 def _table7(f: Finder) -> list[Claim]:
-    tuned = [(run.option("train.epochs"), run) for run in f.find("table7", prune__options__formulation="ours")]
+    # the fine-tuning cells are the ones labelled by their epochs (the soft-only cell by its formulation)
+    tuned = [(run.option("train.epochs"), run) for run, labels in f.labelled("table7") if "train.epochs" in labels]
     tuned = [(e, r) for e, r in tuned if e is not None]
     tuned.sort(key=lambda item: item[0])
     ours = _top1(f.one("table1", model__name="resnet50", method="s2hpruner", prune__flops_target=0.15))

@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from core.errors import SuiteError
+from core.errors import ConfigError, SuiteError
 from core.files import write_json
 from experiments.spec import GRID_PROFILES, Cell, Expansion, expand, experiment_names, load_experiment
 
@@ -139,8 +139,6 @@ def _list() -> int:
 
 def _where(items: list[str]) -> dict[str, str]:
     """`--where key=value` items as a dict; a malformed one is a ConfigError."""
-    from core.errors import ConfigError
-
     pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -211,8 +209,6 @@ def _run(expansions: list[Expansion], where: dict[str, str], args: argparse.Name
     todo, alive, skipped, queued, set_aside, seen = [], {}, Counter(), set(), [], set()
     cells = [cell for expansion in expansions for cell in selected(expansion, where)]
     if where and not cells:
-        from core.errors import ConfigError
-
         raise ConfigError(f"--where {' '.join(f'{k}={v}' for k, v in where.items())} matches no cell of {name}")
     for cell in cells:
         if cell.run_dir.path in seen:  # a run two cells (or two grids) share is looked at once

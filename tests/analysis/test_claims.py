@@ -10,9 +10,14 @@ import pytest
 from analysis.claims import (CLAIM_EXPERIMENTS, NOT_REPRODUCED, NOT_RUN, REPRODUCED, check, render, trajectory)
 from analysis.cli import main as analysis_main
 from analysis.records import Run, RunSet, load_runs
-from analysis.tables import SWITCHES
+from experiments.spec import expand
 
 PROFILE = "mini"
+
+
+def grid_labels(name: str) -> list[dict[str, str]]:
+    """The labels of each cell of a paper grid, as `python -m experiments` writes them into records."""
+    return [cell.labels for cell in expand(name, PROFILE, validate=False).cells]
 
 
 def record(experiment: str, labels: dict, *, top1: float, method: str = "s2hpruner", model: str = "resnet50",
@@ -48,13 +53,14 @@ def by_claim(claims, source: str, words: str):
 
 def table1_records(s2h: float, best: float, off: float = 0.0) -> list[dict]:
     out = []
-    for model in ("resnet50", "mobilenetv3", "wrn28_10"):
-        for method in ("rst_s", "group_sl", "otov2", "refill", "s2hpruner"):
-            for target in (0.15, 0.35, 0.55):
-                top1 = s2h if method == "s2hpruner" else (best if method == "otov2" else best - 5)
-                flops = target + (off if (method, model, target) == ("refill", "wrn28_10", 0.55) else 0.0)
-                out.append(record("table1", {"model.name": model, "method": method, "prune.flops_target": target},
-                                  top1=top1, method=method, model=model, target=target, flops=flops))
+    for labels in grid_labels("table1"):
+        if "method" not in labels:  # the dense cells
+            continue
+        model, method, target = labels["model.name"], labels["method"], float(labels["prune.flops_target"])
+        top1 = s2h if method == "s2hpruner" else (best if method == "otov2" else best - 5)
+        flops = target + (off if (method, model, target) == ("refill", "wrn28_10", 0.55) else 0.0)
+        out.append(record("table1", labels, top1=top1, method=method, model=model, target=target, flops=flops))
+    assert len(out) == 45
     return out
 
 
@@ -78,10 +84,8 @@ def test_table1_targets_and_the_headline_either_way():
 
 
 def table5_records(values: dict[int, float]) -> list[dict]:
-    rows = {1: (1, 1, 1, 1, 1), 2: (1, 1, 0, 1, 1), 3: (1, 0, 0, 1, 1), 4: (0, 1, 0, 1, 1), 5: (1, 1, 0, 1, 0),
-            6: (1, 1, 0, 0, 1), 7: (1, 1, 0, 0, 0)}
-    return [record("table5", {f"prune.options.{s}": str(bool(on)).lower() for s, on in zip(SWITCHES, rows[n])},
-                   top1=values[n]) for n in values]
+    labels = grid_labels("table5")  # the paper's rows 1-7, in order
+    return [record("table5", labels[n - 1], top1=values[n]) for n in values]
 
 
 def test_table5_collapse_is_below_halfway_to_chance():
@@ -105,22 +109,23 @@ def test_table5_collapse_is_below_halfway_to_chance():
      (NOT_REPRODUCED, REPRODUCED, NOT_REPRODUCED)),
 ])
 def test_table6_orders(order, verdicts):
-    records = [record("table6", {"prune.options.formulation": n}, top1=t, gap_js=js, gap_l2=l2)
-               for n, (js, l2, t) in order.items()]
+    labels = {lb["prune.options.formulation"]: lb for lb in grid_labels("table6")}
+    records = [record("table6", labels[n], top1=t, gap_js=js, gap_l2=l2) for n, (js, l2, t) in order.items()]
     claims = check(runset(records), PROFILE)
     got = tuple(by_claim(claims, "Table 6", what).verdict for what in ("the JS gap", "the L2 gap", "hard top-1"))
     assert got == verdicts
 
 
 def test_table7_rises_and_stays_below_ours():
-    epochs = {1: 70.0, 2: 75.0, 3: 80.0, 4: 82.0, 8: 84.0}
-    records = [record("table7", {"prune.options.formulation": "ours", "train.epochs": f"paper:{e * 10}/mini:{e}"},
-                      top1=v, config={"train": {"epochs": e}}) for e, v in epochs.items()]
-    records.append(record("table7", {"prune.options.formulation": "soft_only"}, top1=30.0))
+    soft_only, *tuning = grid_labels("table7")
+    epochs = dict(zip((1, 2, 3, 4, 6), (70.0, 75.0, 80.0, 82.0, 84.0)))
+    assert [lb["train.epochs"].split("/")[1] for lb in tuning] == [f"mini:{e}" for e in epochs]
+    records = [record("table7", lb, top1=v, config={"train": {"epochs": e}}) for lb, (e, v) in zip(tuning, epochs.items())]
+    records.append(record("table7", soft_only, top1=30.0))
     ours = record("table1", {"model.name": "resnet50", "method": "s2hpruner", "prune.flops_target": 0.15}, top1=85.0)
     claims = check(runset([*records, ours]), PROFILE)
     rises = by_claim(claims, "Table 7", "raises")
-    assert rises.verdict == REPRODUCED and "70.00 after 1 to 84.00 after 8" in rises.ours
+    assert rises.verdict == REPRODUCED and "70.00 after 1 to 84.00 after 6" in rises.ours
     assert by_claim(claims, "Table 7", "stay below").verdict == REPRODUCED
     ours["metrics"]["top1"] = 83.0
     assert by_claim(check(runset([*records, ours]), PROFILE), "Table 7", "stay below").verdict == NOT_REPRODUCED
@@ -128,9 +133,10 @@ def test_table7_rises_and_stays_below_ours():
 
 def test_table8_and_table9():
     nets = {"ours": 90.0, "rand1": 89.0, "rand2": 90.5, "rand3": 88.0}
-    seeds = [record("table9", {"seed": s}, top1=90.0 + 0.3 * s, flops=0.15 + 0.005 * s, seed=s) for s in range(4)]
-    claims = check(runset([record("table8", {"network": n}, top1=v, method="scratch") for n, v in nets.items()] + seeds),
-                   PROFILE)
+    seeds = [record("table9", lb, top1=90.0 + 0.3 * s, flops=0.15 + 0.005 * s, seed=s)
+             for s, lb in enumerate(grid_labels("table9"))]
+    networks = [record("table8", lb, top1=nets[lb["network"]], method="scratch") for lb in grid_labels("table8")]
+    claims = check(runset(networks + seeds), PROFILE)
     assert by_claim(claims, "Table 8", "beats random").verdict == NOT_REPRODUCED  # rand2 is better
     seeds9 = by_claim(claims, "Table 9", "seeds agree")
     assert seeds9.verdict == REPRODUCED and "span 0.90" in seeds9.ours and "FLOPs span 1.50" in seeds9.ours
