@@ -19,7 +19,8 @@ A cell is stale when its record comes from another code version than this checko
 (`core.version`); `status` flags those. It also writes `<output_root>/experiments/<name>-<profile>.json`,
 the list of the experiment's cells and run folders that the analysis reads. `--where
 model.name=resnet50` runs only the cells with that label or config value (and the runs they
-read); the manifest still lists the whole grid, so the tables show what is missing.
+read; `--where prune.flops_target=0.15,0.55,1.0`: any of these values); the manifest still lists
+the whole grid, so the tables show what is missing.
 
 Exit status: 0 when everything submitted (or, for local/inline/debug, everything run) succeeded;
 1 when a run failed; 2 on bad input (one line on stderr, nothing submitted).
@@ -52,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="smoke: synthetic images, minutes; mini: real images (digits), narrow networks, "
                               "a table in well under an hour of CPU; paper: Appendix A")
         sub.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                         help="only the cells with this label or config value (repeatable; all must hold)")
+                         help="only the cells with this label or config value, or any of several comma-separated "
+                              "ones (repeatable; all must hold)")
         sub.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
                          help="add a product axis over these values (repeatable)")
         sub.add_argument("--output-root", default=DEFAULT_OUTPUT, help="where run folders are written")
@@ -137,19 +139,19 @@ def _list() -> int:
 # ----------------------------------------------------------------------------- status
 
 
-def _where(items: list[str]) -> dict[str, str]:
-    """`--where key=value` items as a dict; a malformed one is a ConfigError."""
-    pairs = {}
+def _where(items: list[str]) -> dict[str, set[str]]:
+    """`--where key=v1[,v2...]` items as {key: the values it accepts}; a malformed one is a ConfigError."""
+    pairs: dict[str, set[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key or not value:
             raise ConfigError(f"--where {item!r} is not of the form key=value")
-        pairs[key] = value
+        pairs[key] = set(value.split(","))
     return pairs
 
 
-def _matches(cell: Cell, where: dict[str, str]) -> bool:
-    """Whether every `where` pair is one of the cell's labels or config values (as text)."""
+def _matches(cell: Cell, where: dict[str, set[str]]) -> bool:
+    """Whether, for every `where` key, the cell's label or config value (as text) is one it accepts."""
     def value(key: str) -> Any:
         if key in cell.labels:
             return cell.labels[key]
@@ -158,10 +160,10 @@ def _matches(cell: Cell, where: dict[str, str]) -> bool:
             node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
         return node
 
-    return all(str(value(key)) == wanted for key, wanted in where.items())
+    return all(str(value(key)) in wanted for key, wanted in where.items())
 
 
-def selected(expansion: Expansion, where: dict[str, str]) -> list[Cell]:
+def selected(expansion: Expansion, where: dict[str, set[str]]) -> list[Cell]:
     """The expansion's cells `where` picks, with the runs they read (all of them when `where` is empty)."""
     if not where:
         return expansion.all_cells
@@ -178,7 +180,7 @@ def selected(expansion: Expansion, where: dict[str, str]) -> list[Cell]:
     return list(chosen.values())
 
 
-def _status(expansion: Expansion, where: dict[str, str]) -> int:
+def _status(expansion: Expansion, where: dict[str, set[str]]) -> int:
     from slurm.dispatch import cell_state
 
     counts: Counter[str] = Counter()
@@ -196,7 +198,7 @@ def _status(expansion: Expansion, where: dict[str, str]) -> int:
 # ----------------------------------------------------------------------------- run
 
 
-def _run(expansions: list[Expansion], where: dict[str, str], args: argparse.Namespace) -> int:
+def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse.Namespace) -> int:
     from slurm.dispatch import cell_state, submit
     from slurm.settings import describe, load_settings
 
@@ -209,7 +211,8 @@ def _run(expansions: list[Expansion], where: dict[str, str], args: argparse.Name
     todo, alive, skipped, queued, set_aside, seen = [], {}, Counter(), set(), [], set()
     cells = [cell for expansion in expansions for cell in selected(expansion, where)]
     if where and not cells:
-        raise ConfigError(f"--where {' '.join(f'{k}={v}' for k, v in where.items())} matches no cell of {name}")
+        shown = " ".join(f"{k}={','.join(sorted(v))}" for k, v in where.items())
+        raise ConfigError(f"--where {shown} matches no cell of {name}")
     for cell in cells:
         if cell.run_dir.path in seen:  # a run two cells (or two grids) share is looked at once
             continue

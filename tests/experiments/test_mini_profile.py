@@ -41,13 +41,16 @@ def test_mini_runs_are_neither_the_smoke_nor_the_paper_runs():
 
 def test_where_picks_the_demo_cells_and_the_runs_they_read():
     table1 = expand("table1", "mini")
-    demo = selected(table1, {"model.name": "resnet50"})
-    assert len(demo) == 16 and {c.cfg.model.name for c in demo} == {"resnet50"}
-    assert sorted(c.cfg.prune.method for c in demo).count("s2hpruner") == 3
-    assert len(selected(table1, {"model.name": "resnet50", "method": "rst_s"})) == 3
-    assert len(selected(table1, {"prune.method": "dense"})) == 3  # a config value where no label says it
+    resnet = selected(table1, {"model.name": {"resnet50"}})
+    assert len(resnet) == 16 and {c.cfg.model.name for c in resnet} == {"resnet50"}
+    # make demo's: the dense network and the five methods at 15 and 55 %
+    demo = selected(table1, {"model.name": {"resnet50"}, "prune.flops_target": {"0.15", "0.55", "1.0"}})
+    assert sorted((c.cfg.prune.method, c.cfg.prune.flops_target) for c in demo) == sorted(
+        [("dense", 1.0)] + [(m, t) for m in ("rst_s", "group_sl", "otov2", "refill", "s2hpruner") for t in (0.15, 0.55)])
+    assert len(selected(table1, {"model.name": {"resnet50"}, "method": {"rst_s"}})) == 3
+    assert len(selected(table1, {"prune.method": {"dense"}})) == 3  # a config value where no label says it
     table8 = expand("table8", "mini")  # its cells read Table 1's S2HPruner run: it comes with them
-    picked = selected(table8, {"network": "ours"})
+    picked = selected(table8, {"network": {"ours"}})
     assert [c.experiment for c in picked] == ["table1", "table8"]
 
 
