@@ -13,6 +13,14 @@ PROFILE ?= smoke
 # rather than paying a fresh interpreter's imports (~8 s on 2 cores) per run; the paper profile's
 # get their own (local).
 EXECUTOR ?= $(if $(filter paper,$(PROFILE)),local,inline)
+# Runs trained at once here (inline and local executors). The mini profile's small networks are
+# bound by per-operation overhead, not arithmetic, so it runs one single-threaded run per core:
+# on 2 cores that trains nearly twice the runs of one two-threaded run (slurm/dispatch.py), and
+# every mini run computes with one thread whatever the machine's core count (a CPU run's numbers
+# depend on its thread count, which its record keeps: env.threads).
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+JOBS ?= $(if $(filter mini,$(PROFILE)),$(NPROC),1)
+MINI_JOBS = $(if $(filter command line environment,$(origin JOBS)),$(JOBS),$(NPROC))
 # The grids the paper's claims read (analysis/claims.py: CLAIM_EXPERIMENTS; Figure 3 reuses them).
 CLAIM_GRIDS := table1,table5,table6,table7,table8,table9,table3,table2
 SLURM_PARTITION ?=
@@ -63,20 +71,20 @@ test-slurm: install ## start a one-node SLURM here (installs slurm-wlm and munge
 	status=$$?; bash slurm/cluster/down.sh; exit $$status
 
 demo: install ## Table 1's ResNet-50 columns at 15 and 55 % on real images (mini profile: digits), trained here: dense and five methods
-	$(PY) -m experiments run table1 --profile mini --executor inline --where model.name=resnet50 \
+	$(PY) -m experiments run table1 --profile mini --executor inline --jobs $(MINI_JOBS) --where model.name=resnet50 \
 		--where prune.flops_target=0.15,0.55,1.0 $(ARGS)
 	$(PY) -m analysis table 1 --profile mini
 	@echo "The rest of Table 1 on real images (the 35 % column, MobileNetV3, WRN28-10): make table1 PROFILE=mini; every claim of the paper checked: make claims"
 
 claims: install ## run the grids of the paper's claims on the mini profile here (finished runs reused), then print each claim's verdict
-	$(PY) -m experiments run $(CLAIM_GRIDS) --profile mini --executor inline $(if $(RERUN),--rerun $(RERUN)) $(ARGS); \
+	$(PY) -m experiments run $(CLAIM_GRIDS) --profile mini --executor inline --jobs $(MINI_JOBS) $(if $(RERUN),--rerun $(RERUN)) $(ARGS); \
 	status=$$?; $(PY) -m analysis claims --profile mini; exit $$status
 
 experiments: install ## list every experiment with its run count and cost
 	$(PY) -m experiments list
 
 $(EXPERIMENTS): install ## tableN / figN: run what is missing (EXECUTOR, PROFILE), then render it
-	$(PY) -m experiments run $@ --profile $(PROFILE) --executor $(EXECUTOR) $(if $(RERUN),--rerun $(RERUN)) $(if $(filter slurm,$(EXECUTOR)),$(SLURM_FLAGS)) $(ARGS)
+	$(PY) -m experiments run $@ --profile $(PROFILE) --executor $(EXECUTOR) $(if $(filter inline local,$(EXECUTOR)),--jobs $(JOBS)) $(if $(RERUN),--rerun $(RERUN)) $(if $(filter slurm,$(EXECUTOR)),$(SLURM_FLAGS)) $(ARGS)
 	$(PY) -m analysis $(if $(filter table%,$@),table $(subst table,,$@),figure $(subst fig,,$@)) --profile $(PROFILE)
 
 tables: install ## write Tables 1-10 (md, csv, tex) from the records there are into results/tables/

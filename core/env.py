@@ -61,6 +61,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        # a CPU run's numbers depend on it: the summation order of torch's parallel kernels
+        "threads": torch.get_num_threads(),
         "git_sha": sha,
         "git_dirty": None if dirty is None else bool(dirty),
         "hostname": socket.gethostname(),

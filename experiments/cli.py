@@ -2,7 +2,7 @@
 
     python -m experiments list
     python -m experiments run table1 [--profile smoke|mini|paper] [--executor local|inline|slurm|debug]
-                                     [--where key=value ...]
+                                     [--jobs N] [--where key=value ...]
                                      [key=value ...] [method:key=value ...] [--sweep key=v1,v2 ...]
                                      [--partition P --account A --qos Q --time MIN --cpus N
                                       --mem-gb G --constraint C --parallelism N --sbatch flag=value]
@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="local: one run after another, each in a fresh interpreter; inline: one after another in "
                           "this process (no interpreter start per run: what make demo uses); slurm: job arrays; "
                           "debug: in this process under submitit's debugger")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="local and inline: N runs at once on this machine, the CPUs shared among them (each run's "
+                          "numbers depend on its thread count: $S2H_THREADS, recorded in its record)")
     run.add_argument("--dry-run", action="store_true", help="validate and show what would be submitted; submit nothing")
     run.add_argument("--rerun", choices=sorted(RERUN_STATES), default=None,
                      help="set earlier attempts aside (kept under <output-root>/attempts/) and run them afresh: failed runs "
@@ -199,9 +202,10 @@ def _status(expansion: Expansion, where: dict[str, set[str]]) -> int:
 
 
 def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse.Namespace) -> int:
-    from slurm.dispatch import cell_state, submit
+    from slurm.dispatch import cell_state, check_jobs, submit
     from slurm.settings import describe, load_settings
 
+    check_jobs(args.jobs, args.executor)
     settings = None
     if args.executor == "slurm":
         keys = ("partition", "account", "qos", "time_min", "cpus_per_task", "mem_gb", "constraint", "parallelism", "gpus")
@@ -252,7 +256,7 @@ def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse
               + (f" (make {name} RERUN=stale)" if make else "") + " reruns them")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items())) or "none done yet"
     print(f"{name} ({profile} profile): {len(seen)} cells; {summary}; {len(todo)} to run"
-          + (f" on {args.executor}" if todo else ""))
+          + (f" on {args.executor}" + (f", {args.jobs} at once" if args.jobs > 1 else "") if todo else ""))
     if settings is not None and todo:
         print(f"slurm settings: {describe(settings)}")
     _check_datasets(todo)
@@ -264,7 +268,7 @@ def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse
             print(f"  would run {cell.experiment} {cell.describe()} -> {cell.run_dir.path}")
         return 0
     folder = Path(args.output_root) / "submitit" / name
-    submitted = submit(todo, args.executor, folder, settings, alive)
+    submitted = submit(todo, args.executor, folder, settings, alive, jobs=args.jobs)
     failed = [s for s in submitted if s.outcome in ("failed", "skipped")]
     held = [s for s in submitted if s.outcome == "held"]
     if held:

@@ -105,3 +105,45 @@ def test_a_missing_dataset_stops_the_submission(tmp_path, capsys):
     assert code == 2
     assert "CIFAR-100 not found at" in capsys.readouterr().err
     assert not (root / "runs").exists()
+
+
+def test_jobs_train_runs_side_by_side_to_the_numbers_of_one_after_another(grid, tmp_path, capsys, monkeypatch):
+    """`--jobs 2`: two spawned workers share the CPUs, a run that reads another starts after it,
+    and every run ends where the same queue trained one after another at that thread count does."""
+    from core.env import cpus_available
+
+    path = grid(
+        "base: {data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.4}\n"
+        "blocks:\n"
+        "  - zip: {prune.options.formulation: [soft_only]}\n"
+        "  - set: {prune.options.init_from: {run: {where: {prune.options.formulation: soft_only}}}, train.lr: {times: 0.1}}\n"
+        "    zip: {prune.options.formulation: [ours]}\n"
+        "  - set: {prune.method: dense, prune.flops_target: 1.0}\n"
+    )
+    threads = cpus_available(2)
+    side = str(tmp_path / "side")
+    assert main(["run", path, "--executor", "inline", "--jobs", "2", "--output-root", side, *SHRINK]) == 0
+    out = capsys.readouterr().out
+    assert "3 to run on inline, 2 at once" in out and "3 of 3 runs finished" in out
+    soft, tuned, dense = expand(path, "smoke", SHRINK, output_root=side).cells
+    records = [c.run_dir.read_record() for c in (soft, tuned, dense)]
+    assert all(r["status"] == "done" and r["env"]["threads"] == threads for r in records)
+    assert records[1]["started"] >= records[0]["finished"]  # the fine-tuning read the finished soft-only run
+
+    monkeypatch.setenv("S2H_THREADS", str(threads))
+    turn = str(tmp_path / "turn")
+    assert main(["run", path, "--executor", "inline", "--output-root", turn, *SHRINK]) == 0
+    for cell, twin in zip((soft, tuned, dense), expand(path, "smoke", SHRINK, output_root=turn).cells):
+        ours, theirs = (c.run_dir.read_record() for c in (cell, twin))
+        assert theirs["env"]["threads"] == threads
+        assert ours["metrics"]["top1"] == theirs["metrics"]["top1"]
+        assert ours["metrics"]["train_loss"] == theirs["metrics"]["train_loss"]  # bit for bit
+
+
+@pytest.mark.parametrize("flags, message", [(["--jobs", "0"], "--jobs must be at least 1"),
+                                            (["--jobs", "2", "--executor", "debug"], "needs the local or inline executor")])
+def test_an_impossible_jobs_count_is_one_line_before_anything_runs(grid, tmp_path, capsys, flags, message):
+    root = tmp_path / "results"
+    assert main(["run", grid(TWO_CELLS), *flags, "--output-root", str(root), *SHRINK]) == 2
+    assert message in capsys.readouterr().err
+    assert not (root / "runs").exists()
