@@ -17,15 +17,18 @@ TWO_CELLS = ("base: {data.name: cifar100, model.name: wrn28_10}\n"
 
 
 def test_local_runs_each_cell_in_a_subprocess_then_skips_them(grid, tmp_path, capsys):
+    from core.env import cpus_available
+
     path = grid(TWO_CELLS)
     root = str(tmp_path / "results")
-    assert main(["run", path, "--output-root", root, *SHRINK]) == 0
+    assert main(["run", path, "--jobs", "2", "--output-root", root, *SHRINK]) == 0  # both at once
     out = capsys.readouterr().out
-    assert "2 to run on local" in out and "2 of 2 runs finished" in out
+    assert "2 to run on local, 2 at once" in out and "2 of 2 runs finished" in out
     cells = expand(path, "smoke", SHRINK, output_root=root).cells
     for cell in cells:
         record = cell.run_dir.read_record()
         assert record["status"] == "done" and record["profile"] == "smoke" and record["experiment"] == "mine"
+        assert record["env"]["threads"] == cpus_available(2)  # the CPUs shared between the two
         job = json.loads((cell.run_dir.path / "job.json").read_text())
         # submitit's job (its own interpreter, its own log), claimed by this process, which waited for it
         assert job["executor"] == "local" and job["pid"] == __import__("os").getpid()
