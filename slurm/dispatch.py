@@ -362,8 +362,10 @@ def _start(executor: str, folder: Path, gpus: int, config: dict[str, Any], cell:
     try:
         job = ex.submit(RunJob(config))
     finally:
-        if threads is not None:
-            os.environ.pop(THREADS_VARIABLE) if previous is None else os.environ.__setitem__(THREADS_VARIABLE, previous)
+        if threads is not None and previous is None:
+            del os.environ[THREADS_VARIABLE]
+        elif threads is not None:
+            os.environ[THREADS_VARIABLE] = previous
     _write_job(cell, executor, job, pid=os.getpid(), host=hostname())  # alive while this process waits for it
     return job
 
