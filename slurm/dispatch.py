@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -203,8 +204,8 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
     waiting = list(cells)
     running: list[tuple[Any, _Handle, float]] = []
     starting: Any = None  # the cell being launched (an inline run trains inside the launch)
-    pool = _worker_pool(jobs) if executor == "inline" and jobs > 1 else None
     threads = cpus_available(jobs)
+    pool = _worker_pool(jobs, threads) if executor == "inline" and jobs > 1 else None
     try:
         while waiting or running:
             unfinished = {str(c.run_dir.path) for c in waiting} | {str(c.run_dir.path) for c, _, _ in running}
@@ -272,26 +273,18 @@ def _run_in_turn(cells: list[Any], executor: str, folder: Path, say: Callable[[s
 
 
 class _Handle:
-    """One run started here: `done()`, then `outcome()` (its summary, or the run's exception)."""
+    """One run started here: `done()`, then `outcome()` (its summary, or the run's exception).
+    Wraps a future (a pool worker's run, or an inline run already over) or a submitit job."""
 
-    def __init__(self, job_id: str, future: Any = None, job: Any = None, result: Any = None,
-                 error: BaseException | None = None, log: str | None = None) -> None:
-        self.job_id, self._future, self._job, self._result, self._error = job_id, future, job, result, error
+    def __init__(self, job_id: str, future: Future | None = None, job: Any = None, log: str | None = None) -> None:
+        self.job_id, self._future, self._job = job_id, future, job
         self.log = log  # where a local job's stderr went
 
     def done(self) -> bool:
-        if self._future is not None:
-            return self._future.done()
-        return self._job.done() if self._job is not None else True
+        return self._future.done() if self._future is not None else self._job.done()
 
     def outcome(self) -> dict[str, Any]:
-        if self._future is not None:
-            return self._future.result()
-        if self._job is not None:
-            return self._job.results()[0]  # rank 0's summary
-        if self._error is not None:
-            raise self._error
-        return self._result
+        return self._future.result() if self._future is not None else self._job.results()[0]  # rank 0's summary
 
     def describe_error(self, exc: BaseException) -> str:
         text = str(exc).strip()
@@ -303,7 +296,7 @@ class _Handle:
     def cancel(self) -> None:
         if self._job is not None:
             self._job.cancel(check=False)
-        elif self._future is not None:
+        else:
             self._future.cancel()
 
 
@@ -320,24 +313,24 @@ def _launch(executor: str, folder: Path, cell: Any, pool: Any, threads: int | No
         return _Handle(f"worker-of-{os.getpid()}", future=pool.submit(run_config, config))
     if executor == "inline":
         size_threads()  # this process's CPUs (its affinity, $S2H_THREADS)
+        over: Future = Future()
         try:
-            return _Handle(str(os.getpid()), result=run_config(config))
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            return _Handle(str(os.getpid()), error=exc)
+            over.set_result(run_config(config))
+        except Exception as exc:  # a KeyboardInterrupt goes up to the queue
+            over.set_exception(exc)
+        return _Handle(str(os.getpid()), future=over)
     job = _start(executor, folder, gpus, config, cell, threads)
     return _Handle(str(job.job_id), job=job, log=str(job.paths.stderr) if executor == "local" else None)
 
 
-def _worker_pool(jobs: int) -> Any:
+def _worker_pool(jobs: int, threads: int) -> Any:
     """`jobs` fresh interpreters (spawned: a fork would inherit torch's thread pool) that train
-    one run after another, each with its share of this machine's CPUs."""
+    one run after another, each on `threads` CPUs."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                               initializer=_init_worker, initargs=(cpus_available(jobs),))
+                               initializer=_init_worker, initargs=(threads,))
 
 
 def _init_worker(threads: int) -> None:

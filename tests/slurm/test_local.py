@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.env import cpus_available
 from experiments.cli import main
 from experiments.spec import expand
 from tests.slurm.conftest import SHRINK
@@ -14,11 +15,17 @@ from tests.slurm.conftest import SHRINK
 TWO_CELLS = ("base: {data.name: cifar100, model.name: wrn28_10}\n"
              "bundles: {method: {dense: {prune.method: dense}, rst_s: {prune.method: rst_s, prune.flops_target: 0.5}}}\n"
              "blocks:\n  - product: {method: [dense, rst_s]}\n")
+# a soft-only S2HPruner run, and a fine-tuning run that reads it (a source before its reader)
+SOFT_THEN_TUNED = (
+    "base: {data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.4}\n"
+    "blocks:\n"
+    "  - zip: {prune.options.formulation: [soft_only]}\n"
+    "  - set: {prune.options.init_from: {run: {where: {prune.options.formulation: soft_only}}}, train.lr: {times: 0.1}}\n"
+    "    zip: {prune.options.formulation: [ours]}\n"
+)
 
 
 def test_local_runs_each_cell_in_a_subprocess_then_skips_them(grid, tmp_path, capsys):
-    from core.env import cpus_available
-
     path = grid(TWO_CELLS)
     root = str(tmp_path / "results")
     assert main(["run", path, "--jobs", "2", "--output-root", root, *SHRINK]) == 0  # both at once
@@ -56,13 +63,7 @@ def test_local_runs_each_cell_in_a_subprocess_then_skips_them(grid, tmp_path, ca
 
 
 def test_debug_executor_runs_sources_before_the_runs_that_read_them(grid, tmp_path, capsys):
-    path = grid(
-        "base: {data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.4}\n"
-        "blocks:\n"
-        "  - zip: {prune.options.formulation: [soft_only]}\n"
-        "  - set: {prune.options.init_from: {run: {where: {prune.options.formulation: soft_only}}}, train.lr: {times: 0.1}}\n"
-        "    zip: {prune.options.formulation: [ours]}\n"
-    )
+    path = grid(SOFT_THEN_TUNED)
     root = str(tmp_path / "results")
     assert main(["run", path, "--executor", "debug", "--output-root", root, *SHRINK]) == 0
     soft, tuned = expand(path, "smoke", SHRINK, output_root=root).cells
@@ -113,16 +114,7 @@ def test_a_missing_dataset_stops_the_submission(tmp_path, capsys):
 def test_jobs_train_runs_side_by_side_to_the_numbers_of_one_after_another(grid, tmp_path, capsys, monkeypatch):
     """`--jobs 2`: two spawned workers share the CPUs, a run that reads another starts after it,
     and every run ends where the same queue trained one after another at that thread count does."""
-    from core.env import cpus_available
-
-    path = grid(
-        "base: {data.name: cifar100, model.name: resnet50, prune.method: s2hpruner, prune.flops_target: 0.4}\n"
-        "blocks:\n"
-        "  - zip: {prune.options.formulation: [soft_only]}\n"
-        "  - set: {prune.options.init_from: {run: {where: {prune.options.formulation: soft_only}}}, train.lr: {times: 0.1}}\n"
-        "    zip: {prune.options.formulation: [ours]}\n"
-        "  - set: {prune.method: dense, prune.flops_target: 1.0}\n"
-    )
+    path = grid(SOFT_THEN_TUNED + "  - set: {prune.method: dense, prune.flops_target: 1.0}\n")
     threads = cpus_available(2)
     side = str(tmp_path / "side")
     assert main(["run", path, "--executor", "inline", "--jobs", "2", "--output-root", side, *SHRINK]) == 0
