@@ -119,6 +119,60 @@ def test_soft_residual_masks(placement):
     assert not torch.allclose(got, other, atol=1e-4)  # the two placements differ on soft masks
 
 
+@pytest.mark.parametrize("zero", [False, True])
+def test_block_output_mask_gradients_match_the_hand_computation(zero):
+    """Block-output masks are written over the block's output (core.groups.masks._ScaleInPlace);
+    the gradients of the weights and of the masks must be those of the plain products. With a
+    zero in a mask that needs a gradient the hook multiplies out of place instead."""
+    state = _toy_state(order="fixed")
+    soft = [m.clone().requires_grad_() for m in state.soft_masks()]
+    stream = _group(state, "conv")
+    if zero:
+        with torch.no_grad():
+            soft[stream][0] = 0.0
+    interior = [_group(state, f"stage.{i}.conv1") for i in range(2)]
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    weights = torch.randn(4, 5, dtype=torch.float64)
+    params = list(state.model.parameters())
+    got = torch.autograd.grad((state.forward_masked(x, soft) * weights).sum(), params + soft, allow_unused=True)
+    hand = _hand_forward(state.model, x, soft[stream], [soft[i] for i in interior], compound=True)
+    want = torch.autograd.grad((hand * weights).sum(), params + soft, allow_unused=True)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if g is not None:
+            assert torch.isfinite(g).all() and torch.allclose(g, w, atol=1e-10), float((g - w).abs().max())
+    assert float(got[len(params) + stream].abs().max()) > 1e-6
+
+
+def _saved_bytes(forward) -> int:
+    """Bytes of the distinct storages a forward pass keeps for its backward pass."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name,width", [("resnet50", 0.25), ("mobilenetv3", 0.5)])
+def test_block_output_masks_keep_no_extra_activation(name, width):
+    """The soft pass keeps what the dense pass keeps, up to the mask vectors (well under 1 %):
+    a block-output mask does not keep the unmasked output beside the masked one (which would
+    add every block's output, a sixth of the dense pass's bytes on ResNet-50)."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, width=width), 10, 32).train()
+    groups = discover_groups(model, torch.zeros(1, 3, 32, 32))
+    state = S2HState(model, groups, S2HOptions(), flops_target=0.3, model_name=name, width=width)
+    assert state.options.soft_residual == "block_output"
+    x = torch.randn(8, 3, 32, 32)
+    dense = _saved_bytes(lambda: state.forward_masked(x, None))
+    soft = _saved_bytes(lambda: state.forward_masked(x, [m.requires_grad_() for m in state.soft_masks()]))
+    assert dense <= soft <= 1.01 * dense, (dense, soft)
+
+
 def test_block_output_hard_masks_give_the_slimmed_network():
     state = _toy_state()
     hard = state.hard_masks()
