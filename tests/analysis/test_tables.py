@@ -457,14 +457,17 @@ def test_table10_time_and_memory_rows_from_the_benchmark():
 
 def test_table10_takes_s2hpruners_step_at_the_target_and_names_the_one_at_initialisation():
     runs = in_memory([record("table1", "rst_s", top1=75.0, also=[("table10", {"method": "rst_s", "schedule": "1x"})])])
-    row = {"memory_kind": "cpu_peak_rss", "peak_mem_mb_train": 1.0}
+    row = {"memory_kind": "cpu_peak_rss", "peak_mem_mb_train": 1000.0}
     runs.bench = [{"device": "cpu (x86_64)", "device_type": "cpu", "date": "2026-12-02T00:00:00+00:00", "training": [
         {**row, "method": "dense", "epoch_s": 100.0, "step_s_median": 1.0},
         {**row, "method": "s2hpruner", "masks": "init", "epoch_s": 170.0, "step_s_median": 1.7},
-        {**row, "method": "s2hpruner", "masks": "target", "epoch_s": 140.0, "step_s_median": 1.4}]}]
+        {**row, "method": "s2hpruner", "masks": "target", "epoch_s": 140.0, "step_s_median": 1.4,
+         "peak_mem_mb_train": 1300.0}]}]
     grid = build(10, runs, "paper")
-    assert md_rows(grid)[4][5] == "140.00 (50.13, +89.87)"
-    assert "at initialisation 170 s per epoch, 1.70x the dense step's 100 s" in "\n".join(grid.footer())
+    assert md_rows(grid)[4][5] == "140.00 (50.13, +89.87)" and md_rows(grid)[5][5] == "1300 (4710, -3410)"
+    footer = "\n".join(grid.footer())
+    assert "at the target (1.40x the dense step's 100 s per epoch and 1.30x its 1000 MB" in footer
+    assert "at initialisation 170 s per epoch, 1.70x the dense step's" in footer
 
 
 def test_table10_inference_memory_from_the_benchmarked_exports():
