@@ -7,7 +7,11 @@ Every measurement runs in a fresh process: a process keeps the memory an earlier
 fragmented process, so networks measured one after another in one process would not be
 comparable.
 
-- Training (`bench.training`): each method's step on CIFAR ResNet-50 at batch 64.
+- Training (`bench.training`): each method's step on CIFAR ResNet-50 at batch 64. The dense
+  step, the reference of every ratio, is measured first and again last (`training_plan`), and
+  its figures pool both (`pool_dense`): a shared machine's speed drifts over the tens of minutes
+  between them (the same dense step measured 6.1 s and 8.9 s on one CPU VM on one day), and a
+  reference taken at one end alone moves every ratio with it.
 - Inference (`bench.inference`): the dense network and uniform slims at 15/35/55 % FLOPs, then
   the exported `pruned.pt` of finished runs (`--runs`: by default those of Table 10's 1x column,
   i.e. Table 1's ResNet-50 runs at 15 %), each against the dense network of its own config.
@@ -49,6 +53,43 @@ def in_fresh_process(module: str, args: list[str]) -> dict[str, Any]:
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def training_plan(methods: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """The training measurements in order: (method, S2HPruner's masks, its step_memory).
+
+    S2HPruner is measured at initialisation and at the target (its default step), and at the
+    target with step_memory=low (one graph at the peak). Dense is measured once more at the end
+    when anything else is measured (see the module docstring).
+    """
+    s2h = [("init", None), ("target", None), ("target", "low")]
+    plan = [(method, masks, memory) for method in methods
+            for masks, memory in (s2h if method == "s2hpruner" else [(None, None)])]
+    if "dense" in methods and len(plan) > 1:
+        plan.append(("dense", None, None))
+    return plan
+
+
+def pool_dense(training: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training rows with dense's measurements merged into one row where the first was.
+
+    The merged row's step figures are those of all its timed steps together, `step_s_median_each`
+    keeps each measurement's median (the drift between them), and its peak memory is the larger.
+    """
+    dense = [row for row in training if row["method"] == "dense" and "error" not in row]
+    if len(dense) < 2:
+        return training
+    from bench.training import CIFAR100_STEPS, summary
+
+    merged = {**dense[0], **summary([t for row in dense for t in row["step_s"]])}
+    merged["epoch_s"] = merged["step_s_median"] * CIFAR100_STEPS
+    merged["measured_steps"] = sum(row["measured_steps"] for row in dense)
+    merged["step_s_median_each"] = [row["step_s_median"] for row in dense]
+    merged["peak_mem_mb_train"] = max(row["peak_mem_mb_train"] for row in dense)
+    merged["step_s_basis"] = f"median of the steps of {len(dense)} measurements, the first and the last of the run"
+    rows = [row for row in training if not any(row is d for d in dense)]
+    rows.insert(next(i for i, row in enumerate(training) if row is dense[0]), merged)
+    return rows
 
 
 def exported_runs(results: str | Path, which: str) -> list[Any]:
@@ -117,16 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     training = []
-    # S2HPruner at initialisation and at the target (its default step), and at the target with
-    # step_memory=low (one graph at the peak)
-    s2h = [("init", None), ("target", None), ("target", "low")]
-    measurements = [(method, masks, memory) for method in methods for masks, memory in (s2h if method == "s2hpruner" else [(None, None)])]
-    for method, masks, memory in tqdm(measurements, desc="training steps", unit="measurement"):
+    for method, masks, memory in tqdm(training_plan(methods), desc="training steps", unit="measurement"):
         row = in_fresh_process("bench.training", [method, "--device", device.type, "--warmup", str(args.warmup),
                                                   "--steps", str(args.steps), "--target", str(args.target)]
                                + ([] if masks is None else ["--masks", masks])
                                + ([] if memory is None else ["--step-memory", memory]))
         training.append({"method": method, **({} if masks is None else {"masks": masks}), **row})
+    training = pool_dense(training)
     dense = next((r for r in training if r["method"] == "dense" and "error" not in r), None)
     for row in training:
         if dense is not None and "error" not in row:
@@ -174,6 +212,9 @@ def print_summary(result: dict[str, Any], steps: int) -> None:
         print(f"  {name:<20} {row['step_s_median'] * 1000:8.1f} ms/step  {row['epoch_s']:8.1f} s/epoch  "
               f"{'' if ratio is None else f'{ratio:5.2f}x dense'}  peak {row['peak_mem_mb_train']:7.0f} MB "
               f"({row['memory_kind']}){hard}")
+        if "step_s_median_each" in row:
+            each = ", ".join(f"{seconds * 1000:.1f}" for seconds in row["step_s_median_each"])
+            print(f"  {'':<20} measured first and last: {each} ms/step (medians), pooled above")
         for phase in row.get("phases", []):
             print(f"  {'':<20} {phase['phase']:<10} {phase['steps']:7d} steps  {phase['step_s_median'] * 1000:8.1f} ms/step"
                   + ("" if phase["timed_as"] == phase["phase"] else f" (timed as {phase['timed_as']})"))

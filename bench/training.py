@@ -108,9 +108,10 @@ def time_steps(pruner: Pruner, images: torch.Tensor, labels: torch.Tensor, devic
     return times
 
 
-def summary(times: list[float]) -> dict[str, float]:
+def summary(times: list[float]) -> dict[str, Any]:
+    """The timed steps (`step_s`, in order) and their median, mean and extremes."""
     return {"step_s_median": statistics.median(times), "step_s_mean": statistics.fmean(times),
-            "step_s_min": min(times), "step_s_max": max(times)}
+            "step_s_min": min(times), "step_s_max": max(times), "step_s": list(times)}
 
 
 def measure_phases(pruner: Pruner, images: torch.Tensor, labels: torch.Tensor, device: torch.device, warmup: int,

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from bench.cli import device_slug, exported_runs, measure_exports
+from bench.cli import device_slug, exported_runs, measure_exports, pool_dense, training_plan
 from bench.inference import inference_memory_mb, measure_network, networks
 from bench.training import measure_training
 from core.export import load_pruned
@@ -29,6 +29,7 @@ def test_a_measured_training_step(method):
     row = measure_training(method, device_name="cpu", warmup=1, steps=1, width=0.25)
     assert row["method"] == method and row["batch"] == 64 and row["memory_kind"] == "cpu_peak_rss"
     assert 0 < row["step_s_median"] == row["step_s_min"] and row["epoch_s"] == pytest.approx(782 * row["step_s_median"])
+    assert row["step_s"] == [row["step_s_median"]]
     assert row["peak_mem_mb_train"] > 0
     if method == "s2hpruner":  # where its step's time goes, the phases of Algorithm 1 within the step
         assert set(row["phase_s_mean"]) >= {"soft_forward", "hard_forward", "backward_soft_loss", "backward_gap_hard",
@@ -57,6 +58,28 @@ def test_a_phased_baseline_is_timed_in_every_phase_and_weighted_by_their_steps()
     assert row["step_s_median"] == pytest.approx(weighted) and row["epoch_s"] == pytest.approx(782 * weighted)
     # the train phase runs the slimmed network: cheaper than the transformation on the dense one
     assert phases[1]["step_s_median"] < phases[0]["step_s_median"]
+
+
+def test_dense_is_measured_first_and_last_and_its_steps_are_pooled():
+    plan = training_plan(["dense", "rst_s", "s2hpruner"])
+    assert plan[0] == plan[-1] == ("dense", None, None) and len(plan) == 6
+    assert ("s2hpruner", "target", "low") in plan
+    assert training_plan(["dense"]) == [("dense", None, None)] and training_plan(["rst_s"]) == [("rst_s", None, None)]
+
+    def dense(steps, peak):
+        return {"method": "dense", "measured_steps": len(steps), "step_s": steps, "step_s_median": sorted(steps)[1],
+                "peak_mem_mb_train": peak, "epoch_s": 0.0}
+
+    first, last = dense([6.0, 6.2, 6.4], 2300.0), dense([8.8, 9.0, 8.6], 2400.0)
+    other = {"method": "rst_s", "step_s_median": 5.0}
+    rows = pool_dense([first, other, {"method": "dense", "error": "killed"}, last])
+    assert [row["method"] for row in rows] == ["dense", "rst_s", "dense"]  # a failed measurement stays as it was
+    merged = rows[0]
+    assert merged["step_s_median"] == pytest.approx((6.4 + 8.6) / 2)  # the median of the six steps
+    assert merged["step_s_median_each"] == [6.2, 8.8] and merged["measured_steps"] == 6
+    assert merged["step_s_min"] == 6.0 and merged["step_s_max"] == 9.0 and merged["peak_mem_mb_train"] == 2400.0
+    assert merged["epoch_s"] == pytest.approx(782 * merged["step_s_median"])
+    assert pool_dense([first, other]) == [first, other]
 
 
 def test_device_slug():
