@@ -209,6 +209,8 @@ def print_summary(result: dict[str, Any], steps: int) -> None:
         name = row["method"] + (f" ({row['masks']}{', low memory' if row.get('step_memory') == 'low' else ''})"
                                 if "masks" in row else "")
         hard = f"  hard FLOPs {row['hard_flops_ratio']:.3f}" if "hard_flops_ratio" in row else ""
+        if "step_over_soft_pass" in row:
+            hard += f"  {row['step_over_soft_pass']:.2f}x its soft pass"
         print(f"  {name:<20} {row['step_s_median'] * 1000:8.1f} ms/step  {row['epoch_s']:8.1f} s/epoch  "
               f"{'' if ratio is None else f'{ratio:5.2f}x dense'}  peak {row['peak_mem_mb_train']:7.0f} MB "
               f"({row['memory_kind']}){hard}")

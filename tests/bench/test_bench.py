@@ -35,6 +35,9 @@ def test_a_measured_training_step(method):
         assert set(row["phase_s_mean"]) >= {"soft_forward", "hard_forward", "backward_soft_loss", "backward_gap_hard",
                                             "backward_gap_soft"}
         assert 0 < sum(row["phase_s_mean"].values()) < row["step_s_median"]
+        phases = row["phase_s_mean"]  # the whole step over the soft forward and L's backward, the same steps
+        soft = phases["soft_forward"] + phases["backward_soft_loss"]
+        assert row["step_over_soft_pass"] == pytest.approx(sum(phases.values()) / soft) and row["step_over_soft_pass"] > 1
     else:
         assert "phase_s_mean" not in row
 
