@@ -26,13 +26,18 @@ ul.footer{font-size:12px;color:#444}li.sub{margin-left:1.5em;list-style:circle}i
 
 
 def environments(runs: RunSet) -> list[tuple[str, int]]:
-    """Distinct (python, torch, cuda, device, git) of the runs, with how many runs each."""
+    """Distinct (python, torch, cuda, device, CPU threads and kernels, git) of the runs, with how
+    many runs each."""
     counts: Counter[str] = Counter()
     for run in runs.runs:
         env = run.record.get("env") or {}
         sha = str(env.get("git_sha") or "?")[:10] + (" (dirty)" if env.get("git_dirty") else "")
+        cpu = ""  # a CPU run's numbers also depend on its threads and kernels (core/env.py); older records lack them
+        if not env.get("cuda"):
+            cpu += f", threads {env['threads']}" if env.get("threads") else ""
+            cpu += f", {env['cpu_kernels']} kernels" if env.get("cpu_kernels") else ""
         counts[f"python {env.get('python', '?')}, torch {env.get('torch', '?')}, cuda {env.get('cuda') or 'none'}, "
-               f"{env.get('device', '?')}, git {sha}"] += 1
+               f"{env.get('device', '?')}{cpu}, git {sha}"] += 1
     return sorted(counts.items(), key=lambda item: -item[1])
 
 

@@ -31,13 +31,19 @@ def test_report_of_smoke_runs_names_profile_environment_and_missing(tmp_path):
         folder = tmp_path / "runs" / "table9" / f"run{seed}"
         folder.mkdir(parents=True)
         (folder / "record.json").write_text(json.dumps(record("table9", seed=seed, top1=70.0 + seed, profile="smoke", labels={"seed": str(seed)})))
+    # a third seed computed with other CPU kernels on one thread: its own environment line
+    third = record("table9", seed=2, top1=72.0, profile="smoke", labels={"seed": "2"})
+    third["env"].update(threads=1, cpu_kernels="AVX2")
+    (tmp_path / "runs" / "table9" / "run2").mkdir(parents=True)
+    (tmp_path / "runs" / "table9" / "run2" / "record.json").write_text(json.dumps(third))
     (tmp_path / "runs" / "table1" / "queued").mkdir(parents=True)
     md_path, html_path = write_report(load_runs(tmp_path), tmp_path)
     md = md_path.read_text()
     assert md.startswith("# S2HPruner reproduction report (smoke profile)") and md.count("Profile: smoke") >= 11
-    assert "- table9 (smoke): 2 done" in md and "1 run folders without a record" in md
+    assert "- table9 (smoke): 3 done" in md and "1 run folders without a record" in md
     assert "python 3.11.7, torch 2.x, cuda none, cpu (x86_64), git abc (2 runs)" in md
-    assert "- Table 9 (smoke): 2 of 4 runs missing or failed" in md and "- Figure 3 (smoke): 5 source runs missing: `make fig3 PROFILE=smoke`" in md
+    assert "python 3.11.7, torch 2.x, cuda none, cpu (x86_64), threads 1, AVX2 kernels, git abc (1 runs)" in md
+    assert "- Table 9 (smoke): 1 of 4 runs missing or failed" in md and "- Figure 3 (smoke): 5 source runs missing: `make fig3 PROFILE=smoke`" in md
     assert "70.00 (79.77, -9.77)" in md and "70.00 (79.77, -9.77)" in html_path.read_text()
     assert (tmp_path / "figures" / "fig3-smoke.pdf").exists()
 

@@ -76,7 +76,9 @@ def test_a_run_leaves_the_contracted_run_folder(tiny):
         assert key in record, key
     assert record["status"] == "done" and record["seed"] == 0 and record["profile"] == "custom"
     assert from_dict(record["config"]) == cfg  # the recorded config reproduces the run id
-    assert set(record["env"]) == {"python", "torch", "cuda", "device", "git_sha", "git_dirty", "hostname", "threads"}
+    assert set(record["env"]) == {"python", "torch", "cuda", "device", "git_sha", "git_dirty", "hostname", "threads",
+                                  "cpu_kernels"}
+    assert record["env"]["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
 
     # pruned.pt is data (no class unpickled) that rebuilds a plain module whose FLOPs an
     # independent count confirms; the pickled module is written only when asked.
