@@ -82,6 +82,19 @@ class Run:
             node = node[part]
         return node
 
+    @property
+    def compute(self) -> str:
+        """What the run's numbers depend on besides its code and config: the torch version, the
+        device and, on a CPU, the thread count and the instruction set of torch's kernels
+        (`env.threads`, `env.cpu_kernels`: a short CPU run's top-1 moves by tens of points with
+        them, README "The paper's claims"). Records from before those fields lack them."""
+        env = self.record.get("env") or {}
+        text = f"torch {env.get('torch', '?')}, cuda {env.get('cuda') or 'none'}, {env.get('device', '?')}"
+        if not env.get("cuda"):
+            text += f", threads {env['threads']}" if env.get("threads") else ""
+            text += f", {env['cpu_kernels']} kernels" if env.get("cpu_kernels") else ""
+        return text
+
     def replica_key(self) -> str:
         """Equal keys mean seeds of one setting: the engine's `setting_id` (the run id less the
         seed, by core's own flags of which fields change results); a record from before it

@@ -75,7 +75,7 @@ _TEX_TEXT = {"%": r"\%", "&": r"\&", "_": r"\_", "#": r"\#", "{": r"\{", "}": r"
              "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "–": "--",
              "—": "---", "≥": r"$\geq$"}
 _TEX_MATH = {"θ": r"\theta", "⊙": r"\odot{}", "⟨": r"\langle{}", "⟩": r"\rangle{}", "±": r"\pm{}", "→": r"\to{}",
-             "✓": r"\surd{}", "✗": r"\times{}", "†": r"^{\dagger}", "−": "-", "\u0302": ""}
+             "✓": r"\surd{}", "✗": r"\times{}", "†": r"^{\dagger}", "‡": r"^{\ddagger}", "−": "-", "\u0302": ""}
 
 
 def tex_escape(text: str) -> str:

@@ -32,12 +32,7 @@ def environments(runs: RunSet) -> list[tuple[str, int]]:
     for run in runs.runs:
         env = run.record.get("env") or {}
         sha = str(env.get("git_sha") or "?")[:10] + (" (dirty)" if env.get("git_dirty") else "")
-        cpu = ""  # a CPU run's numbers also depend on its threads and kernels (core/env.py); older records lack them
-        if not env.get("cuda"):
-            cpu += f", threads {env['threads']}" if env.get("threads") else ""
-            cpu += f", {env['cpu_kernels']} kernels" if env.get("cpu_kernels") else ""
-        counts[f"python {env.get('python', '?')}, torch {env.get('torch', '?')}, cuda {env.get('cuda') or 'none'}, "
-               f"{env.get('device', '?')}{cpu}, git {sha}"] += 1
+        counts[f"python {env.get('python', '?')}, {run.compute}, git {sha}"] += 1
     return sorted(counts.items(), key=lambda item: -item[1])
 
 

@@ -107,6 +107,17 @@ class Builder:
             if cell is not None and run not in self.index[cell]:
                 self.index[cell].append(run)
         self.slots: dict[Hashable, Slot] = {}
+        # The compute set-up most of the table's finished runs share (`Run.compute`); a cell with
+        # a run made elsewhere is marked, since across set-ups a short CPU run differs by more
+        # than its seeds do. Ties go to the first set-up in sorted order, so the marks are stable.
+        setups = Counter(run.compute for run in {id(r): r for found in self.index.values() for r in found}.values()
+                         if run.done)
+        self.usual = max(sorted(setups), key=setups.__getitem__) if len(setups) > 1 else None
+        self.usual_count = setups[self.usual] if self.usual else 0
+
+    def elsewhere(self, slot: Slot) -> list[Run]:
+        """The slot's finished runs made on another set-up than most of the table's."""
+        return [run for run in slot.done if self.usual is not None and run.compute != self.usual]
 
     def slot(self, key: Hashable, description: str, target: float | None = None) -> Slot:
         if key not in self.slots:
@@ -118,6 +129,7 @@ class Builder:
               decimals: int = 2, scientific: bool = False, flops_mark: bool = False) -> Entry:
         marks = "†" if flops_mark and slot.off_target() else ""
         marks += "§" if slot.stale() else ""
+        marks += "‡" if self.elsewhere(slot) else ""
         return Entry(slot.stat(value), paper_value, decimals, scientific, failed=len(slot.failed) if not slot.done else 0,
                      marks=marks)
 
@@ -125,8 +137,9 @@ class Builder:
              groups: list[Group] | None = None, notes: list[str] | None = None) -> Grid:
         grid = Grid(self.number, title, self.profile, label_columns, columns, rows, groups or [], list(notes or []))
         grid.expected_runs = len(self.slots)
-        off, mixed, stale, versions = [], [], [], []
+        off, mixed, stale, versions, moved = [], [], [], [], []
         for slot in self.slots.values():
+            moved += [f"{slot.description} seed {run.seed} ({run.compute})" for run in self.elsewhere(slot)]
             stale += [f"{slot.description} seed {run.seed} ({staleness(run.record).removeprefix('stale: ')})"
                       for run in slot.stale()]
             if slot.mixed_versions():
@@ -145,6 +158,11 @@ class Builder:
         if stale:
             grid.notes.append(f"§: runs from another code version than this checkout's (`python -m experiments run "
                               f"{self.experiment} --rerun stale` reruns them): " + "; ".join(stale))
+        if moved:
+            grid.notes.append(f"‡: runs made on another set-up than most of this table's ({self.usual}: "
+                              f"{self.usual_count} runs); a short CPU run's top-1 can move by more than its seed "
+                              "spread with the torch version, threads or kernels (README, \"The paper's claims\"): "
+                              + "; ".join(moved))
         if versions:
             grid.notes.append("Cells averaging runs of different code versions: " + "; ".join(versions))
         if mixed:

@@ -150,6 +150,32 @@ def test_stale_runs_and_cells_mixing_code_versions_are_flagged():
     assert "Cells averaging runs of different code versions: table1 resnet50 rst_s 35%" in footer
 
 
+def test_cells_computed_on_another_setup_than_the_tables_are_flagged():
+    def on(rec: dict, **env) -> dict:
+        rec["env"].update(env)
+        return rec
+
+    cpu = dict(threads=1, cpu_kernels="AVX512")
+    runs = [on(record(method="rst_s", target=t, seed=s), **cpu) for t in (0.15, 0.35) for s in (0, 1)]
+    runs.append(on(record(method="s2hpruner", target=0.15, seed=0), **cpu))
+    runs.append(on(record(method="s2hpruner", target=0.15, seed=1), threads=1, cpu_kernels="AVX2"))  # one seed
+    runs.append(on(record(method="otov2", target=0.55), cuda="12.4", device="NVIDIA H200"))  # threads ignored there
+    grid = build(1, in_memory(runs), "paper")
+    cells = entries(grid)
+    assert cells[("Ours", "ResNet-50 15%")].marks == "‡" and cells[("OTOv2 [6]", "ResNet-50 55%")].marks == "‡"
+    assert cells[("RST-S [1]", "ResNet-50 15%")].marks == "" and cells[("RST-S [1]", "ResNet-50 35%")].marks == ""
+    footer = "\n".join(grid.footer())
+    assert ("‡: runs made on another set-up than most of this table's (torch 2.x, cuda none, cpu (x86_64), threads 1, "
+            "AVX512 kernels: 5 runs)") in footer
+    assert "table1 resnet50 s2hpruner 15% seed 1 (torch 2.x, cuda none, cpu (x86_64), threads 1, AVX2 kernels)" in footer
+    assert "table1 resnet50 otov2 55% seed 0 (torch 2.x, cuda 12.4, NVIDIA H200)" in footer
+    assert "table1 resnet50 s2hpruner 15% seed 0 (" not in footer
+    # one set-up for the whole table, whatever it is: nothing to flag
+    same = build(1, in_memory([on(record(method=m), cuda="12.4", device="NVIDIA H200") for m in ("rst_s", "otov2")]),
+                 "paper")
+    assert "‡" not in "\n".join(same.footer()) and all(e.marks == "" for e in entries(same).values())
+
+
 def test_profile_label_and_default_profile(table1_runs):
     paper_md, smoke_md = markdown(build(1, table1_runs, "paper")), markdown(build(1, table1_runs, "smoke"))
     assert "Profile:" not in paper_md
@@ -412,7 +438,12 @@ def test_latex_compiles(tmp_path):
 
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
-    runs = in_memory([record(seed=s, top1=70.0 + s, profile="smoke") for s in range(3)])
+    marked = [record(method="rst_s", profile="smoke", flops_ratio=0.5),  # † off target,
+              record(method="refill", profile="smoke"), record(method="otov2", profile="smoke")]
+    marked[1]["code"] = {"version": "0123456789ab", "packages": ["core"]}  # § stale,
+    marked[2]["env"].update(cuda="12.4", device="NVIDIA H200")  # ‡ elsewhere: each mark must typeset
+    runs = in_memory([record(seed=s, top1=70.0 + s, profile="smoke") for s in range(3)] + marked)
+    assert {e.marks for e in entries(build(1, runs, "smoke")).values()} >= {"†", "§", "‡"}
     document = tex_document([latex(build(n, runs, "smoke")) for n in TABLE_NUMBERS])
     (tmp_path / "tables.tex").write_text(document)
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=tmp_path,
