@@ -14,6 +14,7 @@ The grids these claims read are `CLAIM_EXPERIMENTS` (Figure 3 reuses Tables 1 an
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -325,11 +326,35 @@ def check(runs: RunSet, profile: str) -> list[Claim]:
     return claims
 
 
-def render(claims: list[Claim], profile: str, escape: Callable[[str], str] = lambda s: s.replace("|", "\\|")) -> str:
-    """The verdict table as markdown, with a count of each verdict under it."""
+def setups(runs: RunSet, profile: str) -> list[tuple[str, int]]:
+    """The set-ups (`Run.compute`: torch, device, CPU threads and kernels) the finished runs of the
+    claims' grids were made on, with how many runs each, most first. A claim compares runs, and
+    `make demo` and `make claims` may run on different days on different hosts: across set-ups a
+    short CPU S2HPruner run's top-1 moves by more than its seeds' spread (README)."""
+    found = {run.run_id: run for experiment in CLAIM_EXPERIMENTS
+             for run, _ in labelled(runs, experiment, profile) if run.done}
+    counts = Counter(run.compute for run in found.values())
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def setups_line(made_on: list[tuple[str, int]]) -> str | None:
+    """One sentence under the verdicts when their runs come from more than one set-up."""
+    if len(made_on) < 2:
+        return None
+    return (f"The runs these claims compare come from {len(made_on)} set-ups: "
+            + "; ".join(f"{setup} ({n} runs)" for setup, n in made_on)
+            + ". A verdict comparing runs of different set-ups may reflect the set-ups as much as the methods.")
+
+
+def render(claims: list[Claim], profile: str, escape: Callable[[str], str] = lambda s: s.replace("|", "\\|"),
+           made_on: list[tuple[str, int]] | None = None) -> str:
+    """The verdict table as markdown, with a count of each verdict under it (and, given the runs'
+    `setups`, a warning when they are more than one)."""
     lines = [f"| source | claim | paper | ours ({profile}) | verdict |", "| --- | --- | --- | --- | --- |"]
     for c in claims:
         lines.append("| " + " | ".join(escape(x) for x in (c.source, c.claim, c.paper, c.ours, c.verdict)) + " |")
     counts = {v: sum(c.verdict == v for c in claims) for v in (REPRODUCED, NOT_REPRODUCED, NOT_RUN)}
     lines += ["", f"{len(claims)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
+    if (line := setups_line(made_on or [])) is not None:
+        lines += ["", line]
     return "\n".join(lines)

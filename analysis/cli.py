@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  missing: {line}; produce it with: python -m experiments run fig{number} --profile {profile}")
         return 0
     if args.command == "claims":
-        from analysis.claims import CLAIM_EXPERIMENTS, check
+        from analysis.claims import CLAIM_EXPERIMENTS, check, setups
         from analysis.claims import render as render_claims
 
         profile = args.profile or majority_profile(runs, CLAIM_EXPERIMENTS)
-        text = render_claims(check(runs, profile), profile)
+        text = render_claims(check(runs, profile), profile, made_on=setups(runs, profile))
         results.mkdir(parents=True, exist_ok=True)
         (results / f"claims-{profile}.md").write_text(f"# The paper's claims on the {profile} profile\n\n{text}\n")
         print(text)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from analysis.claims import check as check_claims
 from analysis.claims import render as render_claims
+from analysis.claims import setups, setups_line
 from analysis.grid import Grid
 from analysis.records import RunSet, majority_profile
 from analysis.render import html_table, markdown
@@ -81,9 +82,9 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
     md += ["## Runs", ""] + [f"- {line}" for line in run_counts(runs)]
     md += ["", "## Environment of the runs", ""] + [f"- {env}" for env in envs]
     md += ["", "## Missing cells", ""] + [f"- {what}" + (f" `{command}`" if command else "") for what, command in gaps]
-    claims = check_claims(runs, profile)
+    claims, made_on = check_claims(runs, profile), setups(runs, profile)
     md += ["", "## The paper's claims", "", "Each checked on this profile's records (`make claims` runs their grids "
-           "on the mini profile).", "", render_claims(claims, profile)]
+           "on the mini profile).", "", render_claims(claims, profile, made_on=made_on)]
     md += ["", "## Tables", ""]
     for grid in grids:
         md += [markdown(grid, heading="### "), ""]
@@ -106,7 +107,7 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
                 f"<th>ours ({esc(profile)})</th><th>verdict</th></tr>")
     body += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in (c.source, c.claim, c.paper, c.ours, c.verdict)) + "</tr>"
              for c in claims]
-    body.append("</table><h2>Tables</h2>")
+    body.append("</table>" + (f"<p>{esc(line)}</p>" if (line := setups_line(made_on)) else "") + "<h2>Tables</h2>")
     body += [html_table(grid) for grid in grids]
     body.append("<h2>Figures</h2>")
     for result in figures:

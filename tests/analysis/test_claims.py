@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.claims import (CLAIM_EXPERIMENTS, NOT_REPRODUCED, NOT_RUN, REPRODUCED, check, render, trajectory)
+from analysis.claims import (CLAIM_EXPERIMENTS, NOT_REPRODUCED, NOT_RUN, REPRODUCED, check, render, setups,
+                             trajectory)
 from analysis.cli import main as analysis_main
 from analysis.records import Run, RunSet, load_runs
 from experiments.spec import expand
@@ -142,6 +143,28 @@ def test_table8_and_table9():
     assert seeds9.verdict == REPRODUCED and "span 0.90" in seeds9.ours and "FLOPs span 1.50" in seeds9.ours
     seeds[3]["metrics"]["top1"] = 92.0
     assert by_claim(check(runset(seeds), PROFILE), "Table 9", "seeds agree").verdict == NOT_REPRODUCED
+
+
+def test_runs_from_several_setups_are_named_under_the_verdicts():
+    seeds = [record("table9", lb, top1=90.0, seed=s) for s, lb in enumerate(grid_labels("table9"))]
+    cpu = {"torch": "2.5.1", "cuda": None, "device": "cpu (x86_64)", "threads": 1}
+    for s, rec in enumerate(seeds):
+        rec["env"] = dict(cpu, cpu_kernels="AVX2" if s == 3 else "AVX512")
+    other = record("table8", grid_labels("table8")[0], top1=80.0, method="scratch")  # another profile's run
+    other["profile"] = other["cells"][0]["profile"] = "smoke"
+    other["env"] = {"torch": "2.5.1", "cuda": "12.4", "device": "NVIDIA H200"}
+    runs = runset(seeds + [other])
+    made_on = setups(runs, PROFILE)
+    assert made_on == [("torch 2.5.1, cuda none, cpu (x86_64), threads 1, AVX512 kernels", 3),
+                       ("torch 2.5.1, cuda none, cpu (x86_64), threads 1, AVX2 kernels", 1)]
+    text = render(check(runs, PROFILE), PROFILE, made_on=made_on)
+    assert text.endswith("The runs these claims compare come from 2 set-ups: torch 2.5.1, cuda none, cpu (x86_64), "
+                         "threads 1, AVX512 kernels (3 runs); torch 2.5.1, cuda none, cpu (x86_64), threads 1, AVX2 "
+                         "kernels (1 runs). A verdict comparing runs of different set-ups may reflect the set-ups as "
+                         "much as the methods.")
+    for rec in seeds:  # one set-up: no such line
+        rec["env"]["cpu_kernels"] = "AVX512"
+    assert "set-ups" not in render(check(runset(seeds), PROFILE), PROFILE, made_on=setups(runset(seeds), PROFILE))
 
 
 def test_fig3_trajectory_from_the_epoch_log(tmp_path):

@@ -43,6 +43,8 @@ def test_report_of_smoke_runs_names_profile_environment_and_missing(tmp_path):
     assert "- table9 (smoke): 3 done" in md and "1 run folders without a record" in md
     assert "python 3.11.7, torch 2.x, cuda none, cpu (x86_64), git abc (2 runs)" in md
     assert "python 3.11.7, torch 2.x, cuda none, cpu (x86_64), threads 1, AVX2 kernels, git abc (1 runs)" in md
+    assert "The runs these claims compare come from 2 set-ups: torch 2.x, cuda none, cpu (x86_64) (2 runs); " in md
+    assert "A verdict comparing runs of different set-ups" in html_path.read_text()
     assert "- Table 9 (smoke): 1 of 4 runs missing or failed" in md and "- Figure 3 (smoke): 5 source runs missing: `make fig3 PROFILE=smoke`" in md
     assert "70.00 (79.77, -9.77)" in md and "70.00 (79.77, -9.77)" in html_path.read_text()
     assert (tmp_path / "figures" / "fig3-smoke.pdf").exists()
