@@ -19,6 +19,8 @@ official 50,000 of 90,000 iterations), unless `reg_increment` fixes the incremen
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -34,6 +36,9 @@ from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target,
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
+# lowest_ratio per network and group set-up, for check_config: a grid asks at three targets per
+# network, and finding the groups costs 0.5-1.3 s a network (1.3 s a cell of Table 1 before).
+_FLOORS: dict[str, float] = {}
 
 
 @dataclass
@@ -68,28 +73,38 @@ def eligible(groups: GroupSet) -> list[bool]:
     return [g.kind != "residual" for g in groups]
 
 
-def uniform_widths(groups: GroupSet, flops: FlopsModel, target: float) -> list[int]:
-    """Keep counts at one removal ratio across eligible groups, by bisection on the ratio."""
-    mask = eligible(groups)
+def _at_ratio(groups: GroupSet, ratio: float) -> list[int]:
+    """Keep counts with `ratio` of each eligible group's units removed (at least one kept)."""
+    return [max(1, round((1 - ratio) * g.size)) if ok else g.size for g, ok in zip(groups, eligible(groups))]
 
-    def widths(ratio: float) -> list[int]:
-        return [max(1, round((1 - ratio) * g.size)) if ok else g.size for g, ok in zip(groups, mask)]
 
-    floor = flops.exact_widths(widths(1.0)) / flops.dense()
+def lowest_ratio(groups: GroupSet, flops: FlopsModel) -> float:
+    """The FLOPs ratio with one unit left in every eligible group: RST-S reaches no lower."""
+    return flops.exact_widths(_at_ratio(groups, 1.0)) / flops.dense()
+
+
+def check_reachable(floor: float, target: float) -> None:
+    """Refuse a FLOPs target below RST-S's `lowest_ratio`."""
     if target < floor:
         raise ConfigError(f"RST-S prunes interior groups only: its lowest FLOPs ratio here is {floor:.3f}, "
                           f"above the target {target}")
+
+
+def uniform_widths(groups: GroupSet, flops: FlopsModel, target: float) -> list[int]:
+    """Keep counts at one removal ratio across eligible groups, by bisection on the ratio."""
+    mask = eligible(groups)
+    check_reachable(lowest_ratio(groups, flops), target)
     low, high = 0.0, 1.0
     for _ in range(50):
         mid = 0.5 * (low + high)
-        if flops.exact_widths(widths(mid)) / flops.dense() > target:
+        if flops.exact_widths(_at_ratio(groups, mid)) / flops.dense() > target:
             low = mid
         else:
             high = mid
     # Rounding makes the ratio a staircase. From the widest set at or below the target, give
     # units back one at a time to the groups whose rounding cut deepest, while the target
     # holds: still one ratio up to rounding, and as close to the target as units allow.
-    chosen = widths(high)
+    chosen = _at_ratio(groups, high)
     residue = sorted((i for i, ok in enumerate(mask) if ok), key=lambda i: chosen[i] - (1 - high) * groups[i].size)
     for i in residue:
         if chosen[i] < groups[i].size:
@@ -157,9 +172,13 @@ class RSTPruner(PhasedPruner):
         check_pruning_target(cfg)
         info = dataset_spec(cfg.data).info
         size = cfg.data.image_size or info.image_size
-        model = build_model(cfg.model, info.num_classes, size)
-        groups = groups_for_run(model, cfg.prune, size)
-        uniform_widths(groups, FlopsModel(model, groups), cfg.prune.flops_target)
+        key = json.dumps([dataclasses.asdict(cfg.model), info.num_classes, size, cfg.prune.include_stem,
+                          list(cfg.prune.keep), cfg.prune.attention], sort_keys=True, default=repr)
+        if key not in _FLOORS:  # the groups depend on the network and these prune fields, not the target
+            model = build_model(cfg.model, info.num_classes, size)
+            groups = groups_for_run(model, cfg.prune, size)
+            _FLOORS[key] = lowest_ratio(groups, FlopsModel(model, groups))
+        check_reachable(_FLOORS[key], cfg.prune.flops_target)
 
     # ----------------------------------------------------------------------------- training
 

@@ -364,14 +364,11 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 def _check_buildable(cfg: RunConfig) -> None:
     """Build the model on the meta device (no memory, no data): shape errors surface now."""
-    import torch
-
     from core.data import dataset_spec
-    from core.models import build_model
+    from core.models import meta_model
 
     info = dataset_spec(cfg.data).info
-    with torch.device("meta"):
-        model = build_model(cfg.model, info.num_classes, cfg.data.image_size or info.image_size)
+    model = meta_model(cfg.model, info.num_classes, cfg.data.image_size or info.image_size)
     layers = {name for name, _ in model.named_modules()}
     unknown = [name for name in cfg.prune.keep if name not in layers]
     _check(not unknown, f"prune.keep: no layer named {', '.join(map(repr, unknown))} in {cfg.model.name}")

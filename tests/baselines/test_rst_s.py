@@ -72,8 +72,25 @@ def test_selection_and_bisection(make_pruner):
 
 
 def test_target_below_the_floor_is_a_config_error(tiny):
+    from core.data import dataset_spec
+    from core.groups import FlopsModel, groups_for_run
+    from core.models import build_model
+    from baselines.rst_s import lowest_ratio
+
+    for _ in range(2):  # the second time from the floor check_config kept
+        with pytest.raises(ConfigError, match="RST-S prunes interior groups only") as refused:
+            tiny("prune.method=rst_s", "prune.flops_target=0.01")
+    cfg = tiny("prune.method=rst_s", "prune.flops_target=0.35")  # the same network at a reachable target
+    size = dataset_spec(cfg.data).info.image_size
+    model = build_model(cfg.model, dataset_spec(cfg.data).info.num_classes, size)
+    groups = groups_for_run(model, cfg.prune, size)
+    floor = lowest_ratio(groups, FlopsModel(model, groups))
+    assert 0.15 < floor < 0.35 and f"lowest FLOPs ratio here is {floor:.3f}" in str(refused.value)
+    # the kept floor is per network and group set-up: 0.15 is below this one's (0.163) only
     with pytest.raises(ConfigError, match="RST-S prunes interior groups only"):
-        tiny("prune.method=rst_s", "prune.flops_target=0.01")
+        tiny("prune.method=rst_s", "prune.flops_target=0.15")
+    assert tiny("prune.method=rst_s", "prune.flops_target=0.15", "prune.include_stem=true").prune.include_stem
+    assert tiny("prune.method=rst_s", "prune.flops_target=0.12", "model.width=0.5").model.width == 0.5
 
 
 @pytest.mark.parametrize("model, optimizer, size", [("resnet50", "sgd", 16), ("vit", "adamw", 16), ("swin", "adamw", 32)])

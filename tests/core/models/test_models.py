@@ -120,3 +120,18 @@ def test_width_multiplier_shrinks_every_model():
 def test_impossible_geometry_is_a_config_error():
     with pytest.raises(ConfigError, match="patch"):
         build_model(ModelConfig(name="vit", options={"patch_size": 5}), 10, 32)
+
+
+def test_meta_model_is_built_once_per_config_and_matches_the_real_one():
+    from core.models import meta_model
+
+    first = meta_model(ModelConfig(name="mobilenetv3", width=0.25), 10, 32)
+    assert meta_model(ModelConfig(name="mobilenetv3", width=0.25), 10, 32) is first  # an equal config, not the object
+    others = [meta_model(ModelConfig(name="mobilenetv3", width=0.5), 10, 32),
+              meta_model(ModelConfig(name="mobilenetv3", width=0.25), 100, 32),
+              meta_model(ModelConfig(name="mobilenetv3", width=0.25), 10, 224),
+              meta_model(ModelConfig(name="mobilenetv3", width=0.25, options={"stem": "imagenet"}), 10, 32)]
+    assert all(other is not first for other in others) and len({id(m) for m in others}) == len(others)
+    real = build_model(ModelConfig(name="mobilenetv3", width=0.25), 10, 32)
+    assert [(n, p.shape) for n, p in first.named_parameters()] == [(n, p.shape) for n, p in real.named_parameters()]
+    assert all(p.device.type == "meta" for p in first.parameters())
