@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # for a CUDA 12.6 build of the pinned torch on a cluster whose driver predates CUDA 13.
 PIP_ARGS ?=
 PYTEST_ARGS ?=
+# pytest workers for the test targets: every test trains on one thread (tests/conftest.py), so two
+# workers keep both cores of a 2-core machine busy without oversubscribing them.
+TEST_WORKERS ?= 2
 # Experiments: `make table1 PROFILE=paper EXECUTOR=slurm SLURM_PARTITION=gpu`.
 PROFILE ?= smoke
 # The smoke and mini profiles' runs take seconds to a minute, so they run in this process (inline)
@@ -45,7 +48,7 @@ EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 ta
 # `make tables` etc. render the profile most runs have unless PROFILE is given on the command line.
 VIEW_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE))
 
-.PHONY: help install test test-all test-slurm demo claims clean experiments tables figures report bench $(EXPERIMENTS)
+.PHONY: help install test test-slow test-all test-slurm demo claims clean experiments tables figures report bench $(EXPERIMENTS)
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -60,10 +63,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 test: install ## run the fast test tier (CPU)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install ## run the slow tier only (end-to-end runs; CI runs it after make test)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m slow $(PYTEST_ARGS)
 
 test-all: install ## run every test, the slow end-to-end ones included
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-slurm: install ## start a one-node SLURM here (installs slurm-wlm and munge if missing), run the SLURM tests, stop it
 	bash slurm/cluster/up.sh

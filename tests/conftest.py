@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Every run a test starts trains on one thread, in this process or in a child (`python -m core
+# run`, an executor's worker): the entry points size torch's threads from $S2H_THREADS
+# (core/env.py), and the setting meant for real runs (every CPU of the machine) must not reach a
+# test. Two pytest workers share the machine (`make test`: -n 2); a tiny network on two threads
+# beside another worker runs an order of magnitude slower than on one.
+os.environ["S2H_THREADS"] = "1"
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
 
 import pytest
 import torch
