@@ -1,8 +1,10 @@
 """Datasets, augmentation recipes and loaders.
 
 Names (fixed for configs and records): `cifar100`, `tinyimagenet`, `imagenet` (real data on
-disk), `digits` (scikit-learn's shipped 8x8 digits, upsampled; real, small, offline) and
-`synthetic` (deterministic, learnable, any shape). A missing dataset is reported by
+disk), `fashion_mnist` (Zalando's 28x28 grey clothing images: on disk under `data.root`, or
+Debian's `dataset-fashion-mnist` package in place), `digits` (scikit-learn's shipped 8x8
+digits, upsampled; real, small, offline) and `synthetic` (deterministic, learnable, any
+shape). A missing dataset is reported by
 `prepare_dataset` in one line naming the path and how to obtain it, before a run starts.
 """
 
@@ -33,6 +35,6 @@ def prepare_dataset(cfg: DataConfig) -> DatasetInfo:
 
 
 # Registration happens on import.
-from core.data import cifar, digits, imagenet, synthetic, tinyimagenet  # noqa: E402,F401
+from core.data import cifar, digits, fashion_mnist, imagenet, synthetic, tinyimagenet  # noqa: E402,F401
 
 __all__ = ["AUGMENTATIONS", "DATASETS", "DatasetInfo", "DatasetSpec", "dataset_spec", "prepare_dataset"]

@@ -67,7 +67,7 @@ def _cfg(name: str, root: Path, *extra: str):
 
 
 def test_dataset_names_are_the_fixed_ones():
-    assert DATASETS.names() == ["cifar100", "digits", "imagenet", "synthetic", "tinyimagenet"]
+    assert DATASETS.names() == ["cifar100", "digits", "fashion_mnist", "imagenet", "synthetic", "tinyimagenet"]
 
 
 def test_cifar100_reads_the_official_pickles(tmp_path):
