@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from timm.scheduler.scheduler import Scheduler
 
-from core.config import TrainConfig
+from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError
 from core.optim import build_optimizer, build_scheduler
 
@@ -38,6 +38,34 @@ def phase_ends(total_steps: int, split: Sequence[float]) -> list[int]:
         ends.append(min(end, total_steps - (len(split) - 1 - i)))
     ends[-1] = total_steps
     return ends
+
+
+def regime_split(split: Sequence[float], cfg: RunConfig) -> list[float]:
+    """The budget split with its first phase (the training before a baseline's first decision:
+    OTOv2's warm-up, Group-SL's pre-training) stretched to at least `prune.decide_after_epochs`
+    of the run's epochs, the other phases keeping their proportions (`core.regime`: no decision
+    on an untrained network). The split as given when that is null or already met."""
+    total = sum(split)
+    shares = [s / total for s in split]
+    after = cfg.prune.decide_after_epochs
+    if after is None or shares[0] * cfg.train.epochs >= after:
+        return shares
+    first = after / cfg.train.epochs
+    if first >= 1:
+        raise ConfigError(f"prune.decide_after_epochs={after:g} leaves nothing of the run's {cfg.train.epochs} epochs "
+                          f"to prune in: give it more epochs")
+    rest = (1 - first) / (1 - shares[0])
+    return [first] + [s * rest for s in shares[1:]]
+
+
+def split_points(split: Sequence[float]) -> list[float]:
+    """Where each phase ends, as a share of the budget (the last is 1): the planned decision
+    points of a baseline whose decisions fall at phase ends (`core.regime`)."""
+    total, done, points = sum(split), 0.0, []
+    for share in split:
+        done += share
+        points.append(done / total)
+    return points
 
 
 def phase_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, phase_steps: int) -> Scheduler:

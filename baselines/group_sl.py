@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from baselines.budget import check_split, phase_optimizer
+from baselines.budget import check_split, phase_optimizer, regime_split, split_points
 from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig, TrainConfig
@@ -37,6 +37,7 @@ from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.regime import PlannedDecision
 
 # Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
 # pruned network must hold to rebuild it on the dense model (tensors and primitives only).
@@ -114,19 +115,25 @@ class GroupSLPruner(PhasedPruner):
         self.ignored = [modules[m.layer] for g in groups.excluded for m in g.producers()]
         self.pruned_at: int | None = None
         self.regulariser: tp.pruner.GroupNormPruner | None = None  # alive during sparse learning
-        pretrain, sparse, finetune = self.options.budget_split
+        pretrain, sparse, finetune = regime_split(self.options.budget_split, self.cfg)
         run_recipe = lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)  # noqa: E731
         self.phases = Phases([
             Phase("pretrain", pretrain, optimizer=run_recipe),
             Phase("sparse", sparse, optimizer=lambda steps: phase_optimizer(self.model.parameters(), self._sparse_recipe(steps), steps),
                   setup=self._bind_regulariser),
-            Phase("finetune", finetune, optimizer=run_recipe, enter=lambda done: self._prune(), setup=self._drop_regulariser),
+            Phase("finetune", finetune, optimizer=run_recipe, enter=self._prune, setup=self._drop_regulariser),
         ], self.total_steps())
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
         require_cnn(cfg, "group_sl")
+        cls.planned_decisions(cfg)  # a pre-training stretched past the budget says so now
+
+    @classmethod
+    def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:
+        """The pruning at the end of sparse learning."""
+        return [PlannedDecision("prune", split_points(regime_split(GroupSLOptions(**cfg.prune.options).budget_split, cfg))[1])]
 
     def _example(self) -> torch.Tensor:
         size = self.ctx.image_size
@@ -159,8 +166,9 @@ class GroupSLPruner(PhasedPruner):
             gamma=o.sparse_gamma, warmup_epochs=0,
         )
 
-    def _prune(self) -> None:
+    def _prune(self, done: int) -> None:
         """Global pruning steps until the counter meets the target (or the steps run out)."""
+        self.decide("prune", done)
         pruner = self.regulariser if self.regulariser is not None else self._tp_pruner()
         target = self.cfg.prune.flops_target * self.dense_flops
         steps = 0

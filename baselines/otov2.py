@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from baselines.budget import check_split, phase_optimizer
+from baselines.budget import check_split, phase_optimizer, regime_split, split_points
 from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from baselines.zig import ZeroInvariantGroups
@@ -45,6 +45,7 @@ from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, groups_for_run, slim
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.regime import PlannedDecision
 
 @dataclass
 class OTOv2Options:
@@ -53,7 +54,9 @@ class OTOv2Options:
     hat_lmbda_coeff: float = 10.0  # official
     epsilon: float = 0.95  # half-space threshold (official tutorials 01 and 02: epsilon=0.95)
     tolerance: float = 0.05  # share of all units added to G_p beyond the target (official tolerance_group_sparsity)
-    budget_split: list[float] = field(default_factory=lambda: [0.1, 0.4, 0.5])  # warm-up, projection, training
+    # warm-up, projection deadline, training: pruning starts after a sixth of the run, as official
+    # tutorial 01 starts it after 50 of its 300 epochs; the deadline at half the run is ours
+    budget_split: list[float] = field(default_factory=lambda: [1 / 6, 1 / 3, 1 / 2])
 
     def validate(self) -> None:
         check_split(self.budget_split, 3)
@@ -100,7 +103,7 @@ class OTOv2Pruner(PhasedPruner):
         self.zeroed = [torch.zeros(g.size, dtype=torch.bool) for g in self.groups]
         self.halfspace_zero = 0
         self.fallback_zero = 0
-        warmup, projection, train = self.options.budget_split
+        warmup, projection, train = regime_split(self.options.budget_split, self.cfg)
         self.phases = Phases([  # one optimizer and schedule for the whole run
             Phase("warmup", warmup, optimizer=lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)),
             Phase("projection", projection, leave=self._end_projection),
@@ -111,6 +114,14 @@ class OTOv2Pruner(PhasedPruner):
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
         require_cnn(cfg, "otov2")
+        cls.planned_decisions(cfg)  # a warm-up stretched past the budget says so now
+
+    @classmethod
+    def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:
+        """The partition when the warm-up ends; zeroings until the projection's deadline at the
+        latest."""
+        warmup_end, deadline, _ = split_points(regime_split(OTOv2Options(**cfg.prune.options).budget_split, cfg))
+        return [PlannedDecision("partition", warmup_end), PlannedDecision("zero", deadline)]
 
     # ----------------------------------------------------------------------------- DHSPG
 
@@ -153,9 +164,10 @@ class OTOv2Pruner(PhasedPruner):
         for g, u in order[:needed + extra]:
             self.redundant[g][u] = True
 
-    def project(self, xs: list[torch.Tensor], ds: list[torch.Tensor], lr: float) -> None:
+    def project(self, xs: list[torch.Tensor], ds: list[torch.Tensor], lr: float) -> int:
         """After the optimizer's step: the group-lasso step on G_p, then the half-space
-        projection, zeroing no more units than the target needs (xs, ds: before the step)."""
+        projection, zeroing no more units than the target needs (xs, ds: before the step); how
+        many units it zeroed."""
         o = self.options
         proposals: list[tuple[float, int, int]] = []
         for g in range(len(self.groups)):
@@ -170,7 +182,9 @@ class OTOv2Pruner(PhasedPruner):
             ratio = (x_hat[active] * x).sum(1) / norms.squeeze(1).square().clamp_min(1e-30)
             units = active.nonzero().flatten().tolist()
             proposals += [(float(r), g, u) for r, u in zip(ratio.cpu(), units) if r < o.epsilon]
-        self.halfspace_zero += self._zero_first(proposals)  # the deepest into the half-space first
+        zeroed = self._zero_first(proposals)  # the deepest into the half-space first
+        self.halfspace_zero += zeroed
+        return zeroed
 
     def reached(self) -> bool:
         return self._flops_without(self.zeroed) <= self.target_flops
@@ -215,8 +229,9 @@ class OTOv2Pruner(PhasedPruner):
                   else [self.zig.gather(g, grad=True) for g in range(len(self.groups))])
             if not self.partitioned():  # the first step of phase 2
                 self.partition(xs, ds)
-            if lr > 0:
-                self.project(xs, ds, lr)
+                self.decide("partition", step + 1)
+            if lr > 0 and self.project(xs, ds, lr):
+                self.decide("zero", step + 1)
         self._hold_zeros()
         if projecting and self.reached():  # the official stopping rule
             self.phases.advance(step + 1)
@@ -226,6 +241,7 @@ class OTOv2Pruner(PhasedPruner):
         """Phase 2 ends: at the target, or at its deadline short of it (the fallback)."""
         if not self.reached():
             self._fallback()
+            self.decide("zero (deadline fallback)", done)
 
     def keep_masks(self) -> list[torch.Tensor]:
         return [(~z).float() for z in self.zeroed]

@@ -32,13 +32,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from baselines.budget import check_split, phase_ends, phase_optimizer
+from baselines.budget import check_split, phase_ends, phase_optimizer, split_points
 from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.regime import PlannedDecision
 
 RECONCILE = ("union", "intersection")
 REFILLS = ("every_round", "once")
@@ -52,9 +53,11 @@ class RefillOptions:
     prune_fraction: float = 0.2  # official: 20 % of the remaining weights per round
     refill_rate: float = 0.0  # 0: Refill, > 0: Refill+
     reconcile: str = "union"
-    # every_round (the paper and main_imp_fillback.py: each IMP round's weight mask is refilled
-    # to whole channels before the next round prunes inside it) | once (at the end of IMP)
-    refill: str = "every_round"
+    # once (the documented pipeline, main_imp.py then main_eval_fillback.py: IMP rounds, then one
+    # refill) | every_round (the repository's overview and main_imp_fillback.py: each round's
+    # weight mask refilled to whole channels before the next round prunes inside it); neither runs
+    # as shipped (baselines/README.md)
+    refill: str = "once"
     # the rewind snapshot, as a fraction of the first round's schedule (official: epoch 16 of its
     # 160, while the learning rate is still high; main_imp_fillback.py)
     rewind_fraction: float = 0.1
@@ -70,6 +73,16 @@ class RefillOptions:
             raise ConfigError(f"prune.options.reconcile must be one of {', '.join(RECONCILE)}, got {self.reconcile!r}")
         if self.refill not in REFILLS:
             raise ConfigError(f"prune.options.refill must be one of {', '.join(REFILLS)}, got {self.refill!r}")
+
+
+def round_cap(cfg: RunConfig) -> int:
+    """The most IMP rounds the rounds' share of the budget holds when each must train for at
+    least `prune.decide_after_epochs` (`core.regime`); MAX_ROUNDS when that is null."""
+    after = cfg.prune.decide_after_epochs
+    if not after:
+        return MAX_ROUNDS
+    rounds_share = split_points(RefillOptions(**cfg.prune.options).budget_split)[0]
+    return max(1, min(MAX_ROUNDS, math.floor(rounds_share * cfg.train.epochs / after + 1e-9)))
 
 
 def prunable_convs(model: nn.Module, groups: GroupSet) -> list[str]:
@@ -130,8 +143,9 @@ class RefillPruner(PhasedPruner):
         self.last_fraction: float | None = None
         rounds_share, retrain_share = o.budget_split
         rounds_steps = phase_ends(self.total_steps(), o.budget_split)[0]
-        # a round needs at least one step
-        self.rounds, self.rounds_plan = self.plan_rounds(min(rounds_steps, MAX_ROUNDS))
+        # a round needs at least one step, and decide_after_epochs of them where it is set
+        self.fraction = o.prune_fraction  # per round; raised where fewer rounds must reach the target
+        self.rounds, self.rounds_plan = self.plan_rounds(min(rounds_steps, MAX_ROUNDS, round_cap(self.cfg)))
         run_recipe = lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)  # noqa: E731
         self.phases = Phases(
             [Phase(f"round{r + 1}", rounds_share / self.rounds, optimizer=run_recipe, leave=self._end_round)
@@ -149,6 +163,17 @@ class RefillPruner(PhasedPruner):
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
         require_cnn(cfg, "refill")
+
+    @classmethod
+    def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:
+        """Each round's pruning (and rewind), for the most rounds the plan may make (`round_cap`,
+        else `MAX_ROUNDS`: the shortest rounds); each round trains for its share from the rewound
+        weights, which a round past the first counts from."""
+        o = RefillOptions(**cfg.prune.options)
+        rounds_end = split_points(o.budget_split)[0]
+        rounds = min(MAX_ROUNDS, round_cap(cfg))
+        length = rounds_end / rounds
+        return [PlannedDecision(f"IMP round {k}", k * length, length) for k in range(1, rounds + 1)]
 
     # ----------------------------------------------------------------------------- refill
 
@@ -175,11 +200,11 @@ class RefillPruner(PhasedPruner):
         modules = dict(self.model.named_modules())
         weights = {n: modules[n].weight for n in self.convs}
         target = self.cfg.prune.flops_target
-        candidate = global_magnitude_masks(weights, self.masks, self.options.prune_fraction)
+        candidate = global_magnitude_masks(weights, self.masks, self.fraction)
         reaches = self.refilled_ratio(candidate) <= target
         if reaches or self.round + 1 == self.rounds:
             # The round that reaches the target: prune only as much as lands on it.
-            low, high = 0.0, self.options.prune_fraction if reaches else 1.0
+            low, high = 0.0, self.fraction if reaches else 1.0
             for _ in range(30):
                 mid = 0.5 * (low + high)
                 if self.refilled_ratio(global_magnitude_masks(weights, self.masks, mid)) <= target:
@@ -200,27 +225,49 @@ class RefillPruner(PhasedPruner):
             return candidate
         return self.channel_masks(keep if keep is not None else self.refill(candidate))
 
-    def plan_rounds(self, limit: int) -> tuple[int, str]:
-        """(rounds, how they were planned): how many rounds of `prune_fraction` the refilled FLOPs
-        need to meet the target, simulated on the initial weights' magnitudes (at most `limit`;
-        "refilled"). Where the simulated refilled FLOPs stall above the target (MobileNetV3: the
-        refill brings back what each round prunes, a plateau at 0.842 of the FLOPs at full
-        width), as many rounds as a weight density equal to the target takes ("density"), and the
-        last round prunes the rest. Training moves the magnitudes, so a real run may meet the
-        target a round early (it stops there) or late (`last_round_fraction`, baselines/README.md)."""
+    def _simulate(self, fraction: float, limit: int) -> list[float]:
+        """The refilled FLOPs ratio after each of up to `limit` rounds pruning `fraction`,
+        simulated on the initial weights' magnitudes, stopping at the target or on a plateau."""
         modules = dict(self.model.named_modules())
         weights = {n: modules[n].weight for n in self.convs}
         masks, history = self.masks, []
-        for rounds in range(1, limit + 1):
-            candidate = global_magnitude_masks(weights, masks, self.options.prune_fraction)
+        for _ in range(limit):
+            candidate = global_magnitude_masks(weights, masks, fraction)
             keep = self.refill(candidate)  # once per round: the ratio and the next masks both need it
             history.append(self.flops.exact(keep) / self.flops.dense())
             if history[-1] <= self.cfg.prune.flops_target:
-                return rounds, "refilled"
+                break
             if len(history) > PLATEAU_ROUNDS and history[-PLATEAU_ROUNDS - 1] - history[-1] < PLATEAU_GAIN:
                 break
             masks = self.next_masks(candidate, keep)
-        density = math.ceil(math.log(self.cfg.prune.flops_target) / math.log(1 - self.options.prune_fraction))
+        return history
+
+    def plan_rounds(self, limit: int) -> tuple[int, str]:
+        """(rounds, how they were planned): how many rounds of `prune_fraction` the refilled FLOPs
+        need to meet the target, simulated on the initial weights' magnitudes (at most `limit`;
+        "refilled"). Where `limit` rounds of `prune_fraction` fall short (the budget holds fewer
+        rounds of `decide_after_epochs`, `round_cap`), `limit` rounds of the smallest larger
+        fraction that reaches the target in the simulation ("capped": fewer, larger rounds, as
+        the official `--rate` allows). Where the simulated refilled FLOPs stall above the target
+        (MobileNetV3 under `refill=every_round`: the refill brings back what each round prunes, a
+        plateau at 0.842 of the FLOPs at full width), as many rounds as a weight density equal to
+        the target takes ("density"), and the last round prunes the rest. Training moves the
+        magnitudes, so a real run may meet the target a round early (it stops there) or late
+        (`last_round_fraction`, baselines/README.md)."""
+        target = self.cfg.prune.flops_target
+        history = self._simulate(self.options.prune_fraction, limit)
+        if history[-1] <= target:
+            return len(history), "refilled"
+        stalled = len(history) < limit
+        if not stalled and limit < MAX_ROUNDS and self._simulate(0.999, limit)[-1] <= target:
+            low, high = self.options.prune_fraction, 0.999
+            for _ in range(20):
+                mid = 0.5 * (low + high)
+                reached = self._simulate(mid, limit)[-1] <= target
+                low, high = (low, mid) if reached else (mid, high)
+            self.fraction = high
+            return limit, "capped"
+        density = math.ceil(math.log(target) / math.log(1 - self.options.prune_fraction))
         return max(1, min(density, limit)), "density"
 
     def channel_masks(self, keep: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -259,6 +306,7 @@ class RefillPruner(PhasedPruner):
     def _end_round(self, done: int) -> str | None:
         """A round ends: prune, rewind; retrain once the refilled channels are chosen."""
         self._prune_round()
+        self.decide(f"IMP round {self.round}: prune, refill, rewind", done)
         self._rewind()
         if self.keep is not None:
             return "retrain"
@@ -287,7 +335,7 @@ class RefillPruner(PhasedPruner):
         # the share of the surviving weights the last round removed (0.2 or less unless the
         # planned rounds fell short of the target: see baselines/README.md)
         return {"imp_rounds": self.round, "imp_rounds_planned": self.rounds, "rounds_plan": self.rounds_plan,
-                "last_round_fraction": self.last_fraction}
+                "round_fraction": self.fraction, "last_round_fraction": self.last_fraction}
 
     def method_state(self) -> dict[str, Any]:
         return {"round": self.round, "masks": dict(self.masks), "keep": self.keep, "last_fraction": self.last_fraction,

@@ -27,12 +27,13 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from baselines.budget import check_split, phase_optimizer
+from baselines.budget import check_split, phase_optimizer, split_points
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.regime import PlannedDecision
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
@@ -134,7 +135,7 @@ class RSTPruner(PhasedPruner):
         transform, train = o.budget_split
         self.phases = Phases([
             Phase("transform", transform, optimizer=self._transform_optimizer),
-            Phase("train", train, enter=lambda done: self._remove(),
+            Phase("train", train, enter=self._enter_training,
                   optimizer=lambda steps: phase_optimizer(self.model.parameters(), self.cfg.train, steps)),
         ], self.total_steps())
         self.transform_end = self.phases.ends[0]
@@ -163,6 +164,13 @@ class RSTPruner(PhasedPruner):
                 order = torch.sort(unit_scores(self.model, group), descending=True, stable=True).indices
             keep.append(prefix_mask(order, width))
         return keep
+
+    @classmethod
+    def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:
+        """The removal at the end of the transformation phase. The random choice of the units at
+        initialisation is the method (the dual lottery ticket is a random subnetwork, chosen
+        before any training by design), not a decision on what training has shown."""
+        return [PlannedDecision("remove", split_points(RSTOptions(**cfg.prune.options).budget_split)[0], exempt=True)]
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
@@ -220,6 +228,10 @@ class RSTPruner(PhasedPruner):
             if self._magnitudes_separated():
                 self.growing, self.grown_until = False, step + 1
         return StepResult(loss, logits)
+
+    def _enter_training(self, done: int) -> None:
+        self._remove()
+        self.decide("remove", done, exempt="RST-S removes the units it chose at random at initialisation (DLTH)")
 
     def _remove(self) -> None:
         """End of the transformation: slim physically (then the run's recipe trains it)."""

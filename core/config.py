@@ -121,6 +121,11 @@ class PruneConfig:
     attention: str = _field(
         "auto", "auto | heads | head_dims: the units attention is pruned in (auto: heads, or head dims for windowed attention as in Swin)"
     )
+    decide_after_epochs: Optional[float] = _field(
+        None, "no irreversible pruning decision before this many epochs of training (core/regime.py): what a dense "
+              "network of the recipe needs to halve chance's train loss; each baseline stretches its own phase to it "
+              "(OTOv2's warm-up, Group-SL's pre-training, IMP-Refill's rounds); null: the methods' schedules as they are"
+    )
     options: dict[str, Any] = _field(
         help="method-specific options, typed per method (listed below)", factory=dict
     )
@@ -354,6 +359,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
     _check(0 < p.flops_target <= 1, f"prune.flops_target must be in (0, 1], got {p.flops_target}")
     _check_choice("prune.flops_scope", p.flops_scope, FLOPS_SCOPES)
     _check_choice("prune.attention", p.attention, ATTENTION_UNITS)
+    _check(p.decide_after_epochs is None or p.decide_after_epochs >= 0,
+           f"prune.decide_after_epochs must be null or >= 0, got {p.decide_after_epochs}")
     p.options = _typed_options("prune.options", entry, p.options)
     check = getattr(entry.factory, "check_config", None)
     if check is not None:

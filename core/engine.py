@@ -41,6 +41,7 @@ from core import distributed
 from core.checkpoint import rng_state, save_torch, set_rng_state
 from core.config import RunConfig, to_dict
 from core.data.loaders import DataBundle, build_data
+from core.decisions import DecisionLog
 from core.env import environment
 from core.errors import ConfigError
 from core.export import architecture, save_pruned
@@ -354,6 +355,7 @@ class _Training:
         self.step_in_epoch = 0  # steps completed in the current epoch
         self.totals = _fresh_totals()
         self.peak_train_mb = 0.0
+        self.decisions = DecisionLog(data.steps_per_epoch)  # the pruner's, with the loss at each
         self.started = _now()
         self.code_started = run_code(cfg)["version"]  # the version the run began with
         if run_dir.checkpoint.exists():
@@ -371,6 +373,7 @@ class _Training:
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.totals = dict(state["totals"])
         self.peak_train_mb = state["peak_train_mb"]
+        self.decisions.load_state_dict(state["decisions"])
         self.started = state["started"]
         self.code_started = state.get("code_version", "unknown")
         if self.code_started != run_code(self.cfg)["version"]:
@@ -391,6 +394,7 @@ class _Training:
                 "step_in_epoch": self.step_in_epoch,
                 "totals": dict(self.totals),
                 "peak_train_mb": self.peak_train_mb,
+                "decisions": self.decisions.state_dict(),
                 "started": self.started,
                 "code_version": self.code_started,
                 "pruner": self.pruner.state_dict(),
@@ -427,6 +431,7 @@ class _Training:
                     raise NonFiniteLoss(
                         f"non-finite training loss ({loss}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}"
                     )
+                self.decisions.observe(loss, self.pruner.take_decisions())
                 self.totals["loss"] += loss * labels.shape[0]
                 self.totals["correct"] += _accuracy_counts(result.logits, labels)
                 self.totals["seen"] += labels.shape[0]
@@ -531,6 +536,8 @@ class _Training:
             metrics.update(self.pruner.final_metrics())
         record = record_header(cfg, status, self.device, self.started)
         record["metrics"] = metrics
+        record["regime"] = self.decisions.regime(self.data.info.num_classes, cfg.train.epochs * self.data.steps_per_epoch,
+                                                 metrics.get("train_loss"))
         record["cells"] = self.run_dir.cells()  # the table cells grids have given it so far (see RunDir.cells)
         if self.code_started != record["code"]["version"]:
             record["code"]["started_with"] = self.code_started  # resumed across a code change: mixed

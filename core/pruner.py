@@ -6,6 +6,9 @@ the dense model and the data, hands the model to the pruner and then, for every 
 `flops_ratio` of the current hard network, per-group `widths`, ...); for evaluation
 `eval_networks` (named networks: "hard" is the one that will be exported, "soft" where the
 method has one); and at the end `export` for the plain, physically slimmed network.
+A pruner announces each irreversible pruning decision with `decide` during a step; the engine
+stamps it with the running train loss (`core.decisions`), and `planned_decisions` says before
+a run where a config's decisions will fall (`core.regime`: the working-regime rule).
 Checkpointing goes through `state_dict`/`load_state_dict`, which must hold tensors and
 primitives only.
 
@@ -26,7 +29,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.config import RunConfig
+from core.decisions import Decision
 from core.errors import ConfigError
+from core.regime import PlannedDecision, plan_breaks
 from core.registry import Registry
 
 PRUNERS: Registry = Registry("pruner", plugins=("method", "baselines"))
@@ -89,10 +94,30 @@ class Pruner(ABC):
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
         self.ctx = ctx
         self.cfg = ctx.cfg
+        self._announced: list[Decision] = []
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         """Reject configs the method cannot run (called by `resolve`, before any work)."""
+
+    @classmethod
+    def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:
+        """Where this method plans its irreversible decisions for `cfg`, in shares of the run's
+        budget, from the config alone (no network is built): the working-regime check of a grid
+        before it runs. None by default (dense training decides nothing)."""
+        return []
+
+    def decide(self, what: str, step: int, supersedes: bool = False, exempt: str | None = None) -> None:
+        """Announce a decision made in the step that is the `step`-th (1-based) of the run;
+        `supersedes`: it replaces the earlier one of its kind (an architecture that may still
+        change until the export); `exempt`: why the method takes it whatever the training
+        (the rule then checks only what follows it)."""
+        self._announced.append(Decision(what, step, supersedes, exempt))
+
+    def take_decisions(self) -> list[Decision]:
+        """The decisions announced since the last call (the engine asks after every step)."""
+        announced, self._announced = self._announced, []
+        return announced
 
     @abstractmethod
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
@@ -147,6 +172,13 @@ class SubstratePruner(Pruner, ABC):
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+
+def planned_breaks(cfg: RunConfig) -> list[str]:
+    """Why `cfg`'s planned decisions would break the working-regime rule (`core.regime`), from
+    its method's plan and `prune.decide_after_epochs`; [] when they keep it."""
+    planned = PRUNERS.get(cfg.prune.method).factory.planned_decisions(cfg)
+    return plan_breaks(planned, cfg.train.epochs, cfg.prune.decide_after_epochs)
 
 
 # Registration of the built-in pruner happens on import.

@@ -50,10 +50,23 @@ from core.groups import groups_for_run, slim
 from core.optim import build_optimizer, build_scheduler
 from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target
 from core.records import resolve_run
+from core.regime import PlannedDecision
 from method.algorithm import S2HState
 from method.evaluation import gap_sums, recalibrate_bn, soft_targets
 from method.options import S2HOptions
 from method.training import S2HTraining, masked_copy
+
+
+# An architecture change smaller than this share of the prunable units (a bucket flipping back
+# and forth at the ceiling of its expected width while the masks' rate anneals) is not a decision.
+ARCHITECTURE_TOLERANCE = 0.01
+
+
+def architecture_moved(anchor: list[int], widths: list[int], sizes: list[int]) -> bool:
+    """Whether the hard widths moved from `anchor` by more than ARCHITECTURE_TOLERANCE of the
+    units, counted as kept units gained or lost in each group."""
+    moved = sum(abs(a - w) for a, w in zip(anchor, widths))
+    return moved > ARCHITECTURE_TOLERANCE * sum(sizes)
 
 
 def read_architecture(run_folder: str | Path) -> dict[str, Any]:
@@ -83,6 +96,8 @@ class S2HPruner(SubstratePruner):
         self.scheduler = build_scheduler(self.optimizer, cfg.train, ctx.steps_per_epoch)
         self.training = S2HTraining(self.state, self.options, self.optimizer, on_widths=self._write_widths)
         self._evaluated: dict[str, Any] = {}
+        # the hard widths when the architecture was last announced as decided (None: no step yet)
+        self._widths: list[int] | None = None
         if self.options.init_from:
             self.training.init_from(resolve_run(self.options.init_from, ctx.cfg.output_root), ctx.device)
 
@@ -99,6 +114,15 @@ class S2HPruner(SubstratePruner):
         if source is not None and not (source / "checkpoint.pt").exists():
             raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {source}")
 
+    @classmethod
+    def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:
+        """The masks stay learnable until the export, so the architecture is decided when it last
+        changes, which no plan knows; with `hard_ft_epoch` it is fixed when that epoch begins."""
+        options = S2HOptions(**cfg.prune.options)
+        if options.hard_ft_epoch is None or options.hard_ft_epoch >= cfg.train.epochs:
+            return []
+        return [PlannedDecision("architecture", options.hard_ft_epoch / cfg.train.epochs)]
+
     @property
     def mask_optimizer(self) -> torch.optim.Optimizer:
         return self.training.mask_optimizer
@@ -108,6 +132,12 @@ class S2HPruner(SubstratePruner):
     def train_step(self, inputs: torch.Tensor, targets: torch.Tensor, epoch: int, step: int) -> StepResult:
         result = self.training.step(inputs, targets, self.optimizer, epoch)
         self.scheduler.step_update(step + 1)
+        widths = self.state.masks.hard_widths()
+        if self._widths is None or architecture_moved(self._widths, widths, self.state.groups.sizes):
+            self.decide("architecture", step + 1, supersedes=True,
+                        exempt="S2HPruner's masks stay learnable until the export: its final loss and the steps "
+                               "after the architecture's last change are what the rule checks")
+            self._widths = widths
         return result
 
     def _write_widths(self, line: dict[str, Any]) -> None:
@@ -196,12 +226,14 @@ class S2HPruner(SubstratePruner):
 
     def state_dict(self) -> dict[str, Any]:
         """The model, both optimizers, masks, orders, counters and phase (`S2HTraining.state_dict`)."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **self.training.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **self.training.state_dict(),
+                "architecture_anchor": self._widths}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.training.load_state_dict(state)
+        self._widths = state["architecture_anchor"]
         self._truncate_widths()
 
     def _truncate_widths(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from baselines.refill import global_magnitude_masks, refill_channels
@@ -80,11 +81,11 @@ def _round_one(make_pruner, batch, *extra):
         pruner.train_step(*batch, 0, step)
     assert pruner.round == 1 and pruner.keep is None and pruner.rounds >= 2
     ones = {n: torch.ones_like(w) for n, w in seen.items()}
-    return pruner, global_magnitude_masks(seen, ones, 0.2)
+    return pruner, global_magnitude_masks(seen, ones, pruner.fraction)
 
 
 def test_every_round_refills_whole_channels_and_the_next_round_prunes_inside(make_pruner, batch):
-    pruner, candidate = _round_one(make_pruner, batch)
+    pruner, candidate = _round_one(make_pruner, batch, "prune.options.refill=every_round")
     keep = pruner.refill(candidate)  # the official rule on this round's magnitude mask
     masks = {n: m.clone() for n, m in pruner.masks.items()}
     for group, unit in zip(pruner.groups, keep):
@@ -103,12 +104,12 @@ def test_every_round_refills_whole_channels_and_the_next_round_prunes_inside(mak
 
 
 def test_refill_once_keeps_the_unstructured_mask_between_rounds(make_pruner, batch):
-    pruner, candidate = _round_one(make_pruner, batch, "prune.options.refill=once")
+    pruner, candidate = _round_one(make_pruner, batch)  # the default
     assert all(torch.equal(pruner.masks[n], candidate[n]) for n in candidate)
 
 
 def test_rounds_are_planned_on_the_refilled_flops(make_pruner):
-    pruner, _ = make_pruner(*REFILL, "train.epochs=40")  # 240 steps: the step cap does not bind
+    pruner, _ = make_pruner(*REFILL, "train.epochs=40", "prune.options.refill=every_round")  # 240 steps: no cap binds
     modules = dict(pruner.model.named_modules())  # still the initial weights
     weights = {n: modules[n].weight.detach().clone() for n in pruner.convs}
     masks = {n: torch.ones_like(w) for n, w in weights.items()}
@@ -131,5 +132,19 @@ def test_rounds_are_planned_on_the_refilled_flops(make_pruner):
 
 def test_rounds_fall_back_to_the_density_where_the_refilled_flops_stall(make_pruner):
     # MobileNetV3: each expansion group's depthwise convolution keeps nearly every channel
-    pruner, _ = make_pruner(*REFILL, "model.name=mobilenetv3", "train.epochs=40")
+    pruner, _ = make_pruner(*REFILL, "model.name=mobilenetv3", "train.epochs=40", "prune.options.refill=every_round")
     assert pruner.rounds_plan == "density" and pruner.rounds == 5  # 0.8^5 = 0.33 <= 0.35 < 0.8^4
+
+
+def test_rounds_are_capped_to_train_each_for_the_regimes_epochs_with_larger_fractions(make_pruner):
+    free, _ = make_pruner(*REFILL, "train.epochs=40", "prune.flops_target=0.15")
+    # 0.65 of 40 epochs holds 5 rounds of 5 epochs: fewer than the 20 % rounds the target needs
+    capped, _ = make_pruner(*REFILL, "train.epochs=40", "prune.flops_target=0.15", "prune.decide_after_epochs=5")
+    assert free.rounds > 5 and free.fraction == 0.2
+    assert capped.rounds == 5 and capped.rounds_plan == "capped" and 0.2 < capped.fraction < 1
+    assert min(b - a for a, b in zip([0, *capped.round_ends], capped.round_ends)) >= 5 * 6  # 6 steps an epoch
+    # the capped plan's fraction reaches the target in those rounds, simulated on the initial weights
+    assert capped._simulate(capped.fraction, 5)[-1] <= 0.15 < capped._simulate(0.99 * capped.fraction, 5)[-1]
+    planned = type(capped).planned_decisions(capped.cfg)
+    assert [round(d.at * 40, 6) for d in planned] == [round(5.2 * k, 6) for k in range(1, 6)]
+    assert planned[0].trained == pytest.approx(0.13)

@@ -44,6 +44,10 @@ def test_resume_after_the_network_was_slimmed(interrupted_and_reference, exports
     # step 21 of 24: every baseline has slimmed (or zeroed) its network by then
     reference, resumed = interrupted_and_reference(PRUNERS.get(method).factory, 21, *args)
     assert exports_equal(reference, resumed)
+    # the decisions, each with the running train loss it was made on, survive the interruption
+    regime = reference.read_record()["regime"]
+    assert regime["decisions"] and regime == resumed.read_record()["regime"]
+    assert all(d["step"] <= 24 and d["train_loss"] > 0 for d in regime["decisions"])
 
 
 @pytest.mark.parametrize("method", ["group_sl", "otov2", "refill"])

@@ -101,6 +101,17 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(interrupted_and_ref
     assert [{k: v for k, v in e.items() if k not in drop} for e in reference.read_log()] == \
         [{k: v for k, v in e.items() if k not in drop} for e in resumed.read_log()]
     assert (reference.path / "widths.jsonl").read_text() == (resumed.path / "widths.jsonl").read_text()
+    # the architecture's last change, with the running loss there, as if never stopped
+    regime = reference.read_record()["regime"]
+    assert [d["what"] for d in regime["decisions"]] == ["architecture"] and regime == resumed.read_record()["regime"]
+
+
+def test_an_architecture_change_under_one_percent_of_the_units_is_not_a_decision():
+    from method.pruner import architecture_moved
+
+    sizes = [64, 64, 128, 256, 288]  # 800 units: 8 may move
+    assert not architecture_moved([32, 32, 64, 128, 144], [33, 31, 64, 130, 143], sizes)  # 5 units
+    assert architecture_moved([32, 32, 64, 128, 144], [32, 32, 64, 137, 144], sizes)  # 9 units
 
 
 PHASED = [*S2H, "train.epochs=3", "prune.options.warmup_epochs=1", "prune.options.hard_ft_epoch=2",
