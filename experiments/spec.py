@@ -254,9 +254,11 @@ def expand(
     overrides, sweeps = list(overrides), list(sweeps)
     raw = [cell for block in exp.blocks for cell in _block_cells(exp, block)]
     raw = _apply_sweeps(raw, sweeps)
+    raw = _replicate_seeds(raw, 1 if "seed" in exp.base else profile_seeds(profile))
 
     cells: list[Cell] = []
     extra: dict[str, Cell] = {}
+    pools: dict[str, list[Cell]] = {}  # other experiments' cells, expanded once for all references
     for labels, values in raw:
         where = f"{exp.name} cell [{' '.join(f'{k}={v}' for k, v in labels.items())}]"
         layered = {**exp.base, **values}
@@ -268,7 +270,8 @@ def expand(
         needs: list[Cell] = []
         for key, value in layered.items():
             if isinstance(value, dict) and set(value) == {"run"}:
-                source = _reference(value["run"], exp, cells, profile, overrides, output_root, validate, (*_stack, exp.name), where)
+                source = _reference(value["run"], exp, cells, profile, overrides, output_root, validate, (*_stack, exp.name), where,
+                                    labels.get("seed"), pools)
                 if source.reused or source.owner != exp.name:
                     extra.setdefault(str(source.run_dir.path), source)
                 needs.append(source)
@@ -282,6 +285,26 @@ def expand(
         cell.cfg = _build(cell, profile, output_root, where, validate)
         cells.append(cell)
     return Expansion(exp, profile, cells, list(extra.values()))
+
+
+def profile_seeds(profile: str) -> int:
+    """How many seeds (0, 1, ...) every cell of a grid runs at `profile` (`seeds` in recipes.yaml):
+    a claim about a difference is decided over seeds, never on one run."""
+    return int((recipes().get("seeds") or {}).get(profile, 1))
+
+
+def _replicate_seeds(raw: list[tuple[dict[str, str], dict[str, Any]]], seeds: int) -> list[tuple[dict[str, str], dict[str, Any]]]:
+    """Each cell once per seed, labelled with it, where the profile runs several and the cell does
+    not choose its seed itself (Table 9's seed axis; a grid whose base sets one is not replicated)."""
+    if seeds <= 1:
+        return raw
+    out = []
+    for labels, values in raw:
+        if "seed" in labels or "seed" in values:
+            out.append((labels, values))
+        else:
+            out += [({**labels, "seed": str(s)}, {**values, "seed": s}) for s in range(seeds)]
+    return out
 
 
 def _apply_sweeps(raw: list[tuple[dict[str, str], dict[str, Any]]], sweeps: list[str]) -> list[tuple[dict[str, str], dict[str, Any]]]:
@@ -337,14 +360,24 @@ def _build(cell: Cell, profile: str, output_root: str | None, where: str, valida
 
 
 def _reference(spec: dict[str, Any], exp: Experiment, own: list[Cell], profile: str, overrides: list[str],
-               output_root: str | None, validate: bool, stack: tuple[str, ...], where: str) -> Cell:
-    """The one cell a `{run: {experiment, where}}` value points at."""
+               output_root: str | None, validate: bool, stack: tuple[str, ...], where: str, seed: str | None = None,
+               pools: dict[str, list[Cell]] | None = None) -> Cell:
+    """The one cell a `{run: {experiment, where}}` value points at; where the profile runs
+    several seeds, the one of the referring cell's seed."""
     target = str(spec.get("experiment", exp.name))
     wanted = {k: str(v) for k, v in (spec.get("where") or {}).items()}
     # Another experiment's cells are matched unvalidated (validation is the slow part), then
     # the one match is validated.
-    pool = own if target == exp.name else expand(target, profile, overrides, (), output_root, False, stack).cells
+    pools = {} if pools is None else pools
+    if target == exp.name:
+        pool = own
+    elif target in pools:
+        pool = pools[target]
+    else:
+        pool = pools[target] = expand(target, profile, overrides, (), output_root, False, stack).cells
     matches = [c for c in pool if all(c.labels.get(k) == v for k, v in wanted.items())]
+    if len(matches) > 1 and seed is not None:
+        matches = [c for c in matches if c.labels.get("seed") == seed]
     if len(matches) != 1:
         raise ConfigError(f"{where}: the run reference {spec} matches {len(matches)} cells of {target} (it must match one; "
                           "a reference to this experiment's own cells must come after them)")
