@@ -1,11 +1,14 @@
 """The paper's qualitative claims, each checked on the records of one profile: `make claims`.
 
 A claim is one line: what the paper says, its numbers, ours, and a verdict computed from the
-records alone: `reproduced`, `not reproduced`, or `not run` (a run the check needs has no
-finished record). The checks are the claims as the paper states them, with the thresholds
-written into each claim's text, so a reader can see what "collapses" or "agree" was taken to
-mean. Like the tables, this module reads records only (no torch), so it runs anywhere the
-records are copied to.
+records alone by the rule of `analysis.verdicts` (printed under the table): `reproduced`,
+`contradicted`, `inconclusive` or `not run`. Each claim compares cells of the grids, and every
+cell is all its finished runs (the seeds the profile runs it at): ours gives each compared
+cell's mean ± sample standard deviation and its number of runs, and the p-value where a test
+was made. The thresholds ("collapses", "agree") are written into each claim's text. A claim
+whose compared runs include one that breaks the working-regime rule (`core.regime`) is marked
+¶, and the footer names those runs and why. Like the tables, this module reads records only (no
+torch), so it runs anywhere the records are copied to.
 
 The grids these claims read are `CLAIM_EXPERIMENTS` (Figure 3 reuses Tables 1 and 3's runs);
 `make claims` runs what is missing of them on the mini profile, then prints this table.
@@ -13,27 +16,31 @@ The grids these claims read are `CLAIM_EXPERIMENTS` (Figure 3 reuses Tables 1 an
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
 
 from analysis import paper
+from analysis.cells import (FLOPS_TOLERANCE, REGIME_MARK, REGIME_RULE, Finder, achieved_ratio, labelled,
+                            regime_breaks)
 from analysis.records import Run, RunSet
-from analysis.tables import FLOPS_TOLERANCE, SWITCHES, achieved_ratio, labelled
+from analysis.tables import SWITCHES
+from analysis.verdicts import (NOT_RUN, RULE, VERDICTS, Outcome, all_of, collapses, compare, halfway, ordered,
+                               per_run, span_threshold, spread_below)
 
 # In the order `make claims` runs them: Table 1 (whose ResNet-50 runs `make demo` made), then the
 # ResNet-50 ablations that read it, then the transformers, then Tiny ImageNet's recipes last.
 CLAIM_EXPERIMENTS = ("table1", "table5", "table6", "table7", "table8", "table9", "table3", "table2")
-REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
 BASELINES = ("rst_s", "group_sl", "otov2", "refill")
 TARGETS = (0.15, 0.35, 0.55)
 HEADLINE_TARGET = 0.15
-# Table 9: the seeds "agree" when their top-1 spans at most this many points and their FLOPs
-# at most this many percentage points (the paper's four seeds span 0.12 and 0.73).
+# Table 9: the paper's four seeds "agree" within this many points of top-1 and of FLOPs (its own
+# span 0.12 and 0.73); the seed standard deviation that implies is the span over d2 = 2.059.
 SEED_TOP1_SPAN = 1.0
 SEED_FLOPS_SPAN = 2.0
-CLASSES = {"cifar100": 100, "tinyimagenet": 200, "imagenet": 1000, "digits": 10}
+CLASSES = {"cifar100": 100, "tinyimagenet": 200, "imagenet": 1000, "digits": 10, "fashion_mnist": 10}
 MODELS = {"table1": ("resnet50", "mobilenetv3", "wrn28_10"), "table2": ("resnet50", "mobilenetv3", "wrn28_10"),
           "table3": ("vit", "swin")}
 FIG3_MODELS = (("resnet50", "table1"), ("mobilenetv3", "table1"), ("wrn28_10", "table1"), ("vit", "table3"),
@@ -42,53 +49,39 @@ FIG3_MODELS = (("resnet50", "table1"), ("mobilenetv3", "table1"), ("wrn28_10", "
 
 @dataclass(frozen=True)
 class Claim:
-    """One checked claim: where it is from, what it says, the paper's numbers, ours, the verdict."""
+    """One checked claim: where it is from, what it says, the paper's numbers, ours, the verdict,
+    and the runs it compared (for the ¶ mark)."""
 
     source: str
     claim: str
     paper: str
     ours: str
     verdict: str
+    runs: tuple[Run, ...] = field(default=(), compare=False, repr=False)
 
 
-class Finder:
-    """The finished runs of one profile by experiment and labels (labels compared as text)."""
-
-    def __init__(self, runs: RunSet, profile: str) -> None:
-        self.runs, self.profile = runs, profile
-        self._cache: dict[str, list[tuple[Run, dict[str, str]]]] = {}
-
-    def labelled(self, experiment: str) -> list[tuple[Run, dict[str, str]]]:
-        """(run, labels) of every finished run filling a cell of `experiment`'s grid."""
-        if experiment not in self._cache:
-            self._cache[experiment] = [(r, lb) for r, lb in labelled(self.runs, experiment, self.profile) if r.done]
-        return self._cache[experiment]
-
-    def find(self, experiment: str, **labels: object) -> list[Run]:
-        """Runs whose cell labels match (`prune__flops_target=0.15` for the label `prune.flops_target`)."""
-        wanted = {key.replace("__", "."): value for key, value in labels.items()}
-        return [run for run, lb in self.labelled(experiment) if all(_same(lb.get(k), v) for k, v in wanted.items())]
-
-    def one(self, experiment: str, **labels: object) -> Run | None:
-        found = self.find(experiment, **labels)
-        return found[0] if found else None
+def values(runs: Sequence[Run], metric: str = "top1") -> list[float]:
+    """One number per run that has it."""
+    return [v for run in runs if (v := run.metric(metric)) is not None]
 
 
-def _same(label: str | None, wanted: object) -> bool:
-    if label is None:
-        return False
-    if isinstance(wanted, bool):  # grids label switches True/False
-        return label.strip().lower() == str(wanted).lower()
-    if isinstance(wanted, float):
-        try:
-            return abs(float(label) - wanted) < 1e-9
-        except ValueError:
-            return False
-    return label == str(wanted)
+def cell_text(name: str, numbers: Sequence[float], fmt: str = ".2f") -> str:
+    """`name 83.10 ± 2.05 (n=3)`: mean, sample standard deviation and number of runs."""
+    if not numbers:
+        return f"{name} - (n=0)".strip()
+    text = format(statistics.fmean(numbers), fmt)
+    if len(numbers) > 1:
+        text += f" ± {format(statistics.stdev(numbers), fmt)}"
+    return f"{name} {text} (n={len(numbers)})".strip()
 
 
-def _top1(run: Run | None, metric: str = "top1") -> float | None:
-    return None if run is None else run.metric(metric)
+def _with(text: str, test: Outcome) -> str:
+    return f"{text}, {test.text()}" if test.text() else text
+
+
+def _ps(tests: Sequence[Outcome], sep: str = "/") -> str:
+    """The p-values of several tests (or why none was made): `0.011/0.0064/n < 3`."""
+    return sep.join(f"{t.p:.2g}" if t.p is not None else (t.why or "-") for t in tests)
 
 
 def _pct(value: float | None) -> str:
@@ -97,12 +90,13 @@ def _pct(value: float | None) -> str:
 
 def chance(run: Run) -> float:
     """Top-1 of a constant guess on the run's dataset, in %."""
-    classes = CLASSES.get(run.record.get("dataset", ""), None) or run.option("data.options.num_classes", 100)
+    classes = ((run.record.get("regime") or {}).get("classes") or CLASSES.get(run.record.get("dataset", ""), None)
+               or run.option("data.options.num_classes", 100))
     return 100.0 / float(classes)
 
 
-def _verdict(holds: bool | None) -> str:
-    return NOT_RUN if holds is None else (REPRODUCED if holds else NOT_REPRODUCED)
+def _missing(source: str, claim: str, paper_text: str) -> Claim:
+    return Claim(source, claim, paper_text, "runs missing", NOT_RUN)
 
 
 # ----------------------------------------------------------------------------- Tables 1-3
@@ -111,22 +105,29 @@ def _verdict(holds: bool | None) -> str:
 def _on_target(f: Finder, table: int) -> Claim:
     experiment = f"table{table}"
     methods = BASELINES + ("s2hpruner",) if table != 3 else ("rst_s", "s2hpruner")
-    expected = len(MODELS[experiment]) * len(methods) * len(TARGETS)
-    found, off = 0, []
+    cells: list[list[bool]] = []
+    used: list[Run] = []
+    off = []
     for model in MODELS[experiment]:
         for method in methods:
             for target in TARGETS:
-                for run in f.find(experiment, model__name=model, method=method, prune__flops_target=target):
-                    found += 1
+                runs = f.find(experiment, model__name=model, method=method, prune__flops_target=target)
+                used += runs
+                cells.append([])
+                for run in runs:
                     ratio = achieved_ratio(run)
-                    if ratio is None or abs(ratio - target) > FLOPS_TOLERANCE:
-                        off.append(f"{method} {model} {target:.0%}: {'-' if ratio is None else f'{ratio:.3f}'}")
-    ours = f"{found - len(off)} of {expected} runs within {FLOPS_TOLERANCE}"
+                    cells[-1].append(ratio is not None and abs(ratio - target) <= FLOPS_TOLERANCE)
+                    if not cells[-1][-1]:
+                        off.append(f"{method} {model} {target:.0%} seed {run.seed}: "
+                                   f"{'-' if ratio is None else f'{ratio:.3f}'}")
+    test = per_run(cells, "any")
+    sizes = [len(c) for c in cells]
+    ours = (f"{len(used) - len(off)} of {len(used)} runs within {FLOPS_TOLERANCE}, {len(cells)} cells of "
+            f"n={min(sizes)}" + (f"-{max(sizes)}" if max(sizes) != min(sizes) else "") + " runs")
     ours += f"; off: {', '.join(off[:4])}{' ...' if len(off) > 4 else ''}" if off else ""
-    holds = None if found < expected and not off else not off
+    ours += f" ({sizes.count(0)} cells not run)" if 0 in sizes else ""
     return Claim(f"Table {table}", f"every pruning method ends within {FLOPS_TOLERANCE} of each FLOPs target "
-                 "(15, 35, 55 %)", "all methods at their targets", ours + ("" if found == expected else " (runs missing)"),
-                 _verdict(holds))
+                 "(15, 35, 55 %)", "all methods at their targets", ours, test.verdict, tuple(used))
 
 
 def _headline(f: Finder, table: int, model: str) -> Claim:
@@ -138,59 +139,66 @@ def _headline(f: Finder, table: int, model: str) -> Claim:
     def paper_top1(method: str) -> float | None:
         return paper.lookup(table, "top1", dataset=dataset, model=model, method=method, flops_target=str(t))
 
-    ours_s2h = _top1(f.one(experiment, model__name=model, method="s2hpruner", prune__flops_target=t))
-    ours_base = {m: _top1(f.one(experiment, model__name=model, method=m, prune__flops_target=t)) for m in methods}
     paper_base = {m: paper_top1(m) for m in methods}
     paper_best = max(((v, m) for m, v in paper_base.items() if v is not None), default=None)
     paper_text = f"S2HPruner {_pct(paper_top1('s2hpruner'))}" + (
         f" vs {paper_best[1]} {paper_best[0]:.2f}" if paper_best else "")
-    if ours_s2h is None or any(v is None for v in ours_base.values()):
-        return Claim(f"Table {table}", f"{model}: S2HPruner's hard network beats the best baseline at 15 % FLOPs",
-                     paper_text, "runs missing", NOT_RUN)
-    best_value, best_method = max((v, m) for m, v in ours_base.items())  # type: ignore[type-var]
-    return Claim(f"Table {table}", f"{model}: S2HPruner's hard network beats the best baseline at 15 % FLOPs",
-                 paper_text, f"S2HPruner {ours_s2h:.2f} vs {best_method} {best_value:.2f}",
-                 _verdict(ours_s2h > best_value))
+    claim = f"{model}: S2HPruner's hard network beats the best baseline (highest mean top-1) at 15 % FLOPs"
+    s2h = f.find(experiment, model__name=model, method="s2hpruner", prune__flops_target=t)
+    base = {m: f.find(experiment, model__name=model, method=m, prune__flops_target=t) for m in methods}
+    if not values(s2h) or any(not values(runs) for runs in base.values()):
+        return _missing(f"Table {table}", claim, paper_text)
+    best = max(methods, key=lambda m: statistics.fmean(values(base[m])))
+    test = compare(values(s2h), values(base[best]), "greater")
+    ours = _with(f"{cell_text('S2HPruner', values(s2h))} vs {cell_text(best, values(base[best]))}", test)
+    return Claim(f"Table {table}", claim, paper_text, ours, test.verdict, (*s2h, *base[best]))
 
 
 # ----------------------------------------------------------------------------- Table 5
 
 
 def _table5(f: Finder) -> list[Claim]:
-    def row(number: int) -> tuple[Run | None, float | None]:
+    def row(number: int) -> tuple[list[Run], float | None]:
         spec = next(r for r in paper.rows(5) if int(r["row"]) == number)
         switches = {f"prune__options__{s}": spec[s] == "true" for s in SWITCHES}
-        run = f.one("table5", **switches)
-        return run, paper.number(spec["top1"])
+        return f.find("table5", **switches), paper.number(spec["top1"])
 
     full, p_full = row(2)
+    ours_full = values(full)
     claims = []
     for number, what in ((3, "without g_{G->hard->theta}"), (4, "without g_{L->soft->theta}")):
-        run, p = row(number)
-        ours = _top1(run)
-        holds = None
-        text = "runs missing"
-        if run is not None and full is not None:
-            line = (chance(full) + _top1(full)) / 2  # type: ignore[operator]
-            holds = ours < line  # type: ignore[operator]
-            text = f"{_pct(ours)} vs {_pct(_top1(full))} (collapse: below {line:.1f}, halfway to chance)"
-        claims.append(Claim("Table 5", f"{what} the hard network collapses", f"{_pct(p)} vs {_pct(p_full)}", text,
-                            _verdict(holds)))
-    run, p = row(1)
-    holds = None if run is None or full is None else _top1(run) < _top1(full)  # type: ignore[operator]
-    claims.append(Claim("Table 5", "adding g_{G->soft->theta} lowers the hard network's top-1",
-                        f"{_pct(p)} vs {_pct(p_full)}",
-                        "runs missing" if holds is None else f"{_pct(_top1(run))} vs {_pct(_top1(full))}", _verdict(holds)))
-    rows = [row(n) for n in (5, 6, 7)]
-    if full is None or any(r is None for r, _ in rows):
-        ours, holds = "runs missing", None
+        runs, p = row(number)
+        claim, paper_text = f"{what} the hard network collapses", f"{_pct(p)} vs {_pct(p_full)}"
+        if not values(runs) or not ours_full:
+            claims.append(_missing("Table 5", claim, paper_text))
+            continue
+        test = collapses(values(runs), ours_full, chance(full[0]))
+        line = statistics.fmean(halfway(chance(full[0]), ours_full))
+        text = (f"{cell_text('', values(runs))} vs Ours {cell_text('', ours_full)} (collapse: below {line:.1f}, "
+                "halfway to chance, per Ours run)")
+        claims.append(Claim("Table 5", claim, paper_text, _with(text, test), test.verdict, (*runs, *full)))
+    runs, p = row(1)
+    claim, paper_text = "adding g_{G->soft->theta} lowers the hard network's top-1", f"{_pct(p)} vs {_pct(p_full)}"
+    if not values(runs) or not ours_full:
+        claims.append(_missing("Table 5", claim, paper_text))
     else:
-        line = (chance(full) + _top1(full)) / 2  # type: ignore[operator]
-        values = [_top1(r) for r, _ in rows]
-        holds = all(line <= v < _top1(full) for v in values)  # type: ignore[operator]
-        ours = f"{', '.join(_pct(v) for v in values)} vs {_pct(_top1(full))}"
-    claims.append(Claim("Table 5", "dropping g_{G->w}, g_{L->w} or both costs a little (below Ours, no collapse)",
-                        f"{', '.join(_pct(p) for _, p in rows)} vs {_pct(p_full)}", ours, _verdict(holds)))
+        test = compare(values(runs), ours_full, "less")
+        claims.append(Claim("Table 5", claim, paper_text,
+                            _with(f"{cell_text('', values(runs))} vs Ours {cell_text('', ours_full)}", test),
+                            test.verdict, (*runs, *full)))
+    rows = [row(n) for n in (5, 6, 7)]
+    claim = "dropping g_{G->w}, g_{L->w} or both costs a little (below Ours, no collapse)"
+    paper_text = f"{', '.join(_pct(p) for _, p in rows)} vs {_pct(p_full)}"
+    if not ours_full or any(not values(r) for r, _ in rows):
+        claims.append(_missing("Table 5", claim, paper_text))
+        return claims
+    below = [compare(values(r), ours_full, "less") for r, _ in rows]
+    above = [compare(values(r), halfway(chance(full[0]), ours_full), "greater") for r, _ in rows]
+    test = all_of(below + above)
+    text = (f"{', '.join(cell_text(f'row {n}', values(r)) for n, (r, _) in zip((5, 6, 7), rows))} vs Ours "
+            f"{cell_text('', ours_full)}; p below Ours {_ps(below)}, above the collapse line {_ps(above)}")
+    compared = (*full, *(run for r, _ in rows for run in r))
+    claims.append(Claim("Table 5", claim, paper_text, text, test.verdict, compared))
     return claims
 
 
@@ -199,86 +207,104 @@ def _table5(f: Finder) -> list[Claim]:
 
 def _table6(f: Finder) -> list[Claim]:
     names = ("ours", "alt2", "alt1")
-    runs = {n: f.one("table6", prune__options__formulation=n) for n in names}
+    runs = {n: f.find("table6", prune__options__formulation=n) for n in names}
     p = {n: {k: paper.lookup(6, k, formulation=n) for k in ("js", "l2", "top1_hard")} for n in names}
+    used = tuple(run for n in names for run in runs[n])
     claims = []
     for metric, column, what, ascending in (("gap_js", "js", "the JS gap", True), ("gap_l2", "l2", "the L2 gap", True),
                                            ("top1", "top1_hard", "hard top-1", False)):
-        order = "Ours < Alt 2 < Alt 1" if ascending else "Ours > Alt 2 > Alt 1"
+        claim = f"{what} orders {'Ours < Alt 2 < Alt 1' if ascending else 'Ours > Alt 2 > Alt 1'}"
         paper_text = ", ".join(f"{n} {p[n][column]:.3g}" for n in names if p[n][column] is not None)
-        values = {n: _top1(r, metric) for n, r in runs.items()}
-        if any(v is None for v in values.values()):
-            claims.append(Claim("Table 6", f"{what} orders {order}", paper_text, "runs missing", NOT_RUN))
+        cells = [values(runs[n], metric) for n in names]
+        if any(not c for c in cells):
+            claims.append(_missing("Table 6", claim, paper_text))
             continue
-        v = [values[n] for n in names]
-        holds = v[0] < v[1] < v[2] if ascending else v[0] > v[1] > v[2]  # type: ignore[operator]
-        claims.append(Claim("Table 6", f"{what} orders {order}", paper_text,
-                            ", ".join(f"{n} {values[n]:.3g}" for n in names), _verdict(holds)))
+        test, pairs = ordered(cells, ascending)
+        ours = ", ".join(cell_text(n, c, ".2f" if metric == "top1" else ".3g") for n, c in zip(names, cells))
+        ours += f"; p (ours-alt2, alt2-alt1) {_ps(pairs, ', ')}"
+        claims.append(Claim("Table 6", claim, paper_text, ours, test.verdict, used))
     return claims
 
 
 def _table7(f: Finder) -> list[Claim]:
     # the fine-tuning cells are the ones labelled by their epochs (the soft-only cell by its formulation)
-    tuned = [(run.option("train.epochs"), run) for run, labels in f.labelled("table7") if "train.epochs" in labels]
-    tuned = [(e, r) for e, r in tuned if e is not None]
-    tuned.sort(key=lambda item: item[0])
-    ours = _top1(f.one("table1", model__name="resnet50", method="s2hpruner", prune__flops_target=0.15))
+    tuned: dict[int, dict[str, Run]] = {}
+    for run, labels in f.labelled("table7"):
+        if "train.epochs" in labels and (epochs := run.option("train.epochs")) is not None:
+            tuned.setdefault(int(epochs), {})[run.run_id] = run
+    cells = [(e, list(tuned[e].values())) for e in sorted(tuned)]
+    ours = f.find("table1", model__name="resnet50", method="s2hpruner", prune__flops_target=0.15)
     p_rows = [r for r in paper.rows(7) if r["top1_hard"]]
     p_first, p_last = paper.number(p_rows[0]["top1_hard"]), paper.number(p_rows[-1]["top1_hard"])
     p_ours = paper.lookup(1, "top1", dataset="cifar100", model="resnet50", method="s2hpruner", flops_target="0.15")
-    if len(tuned) < 2:
-        rises = Claim("Table 7", "fine-tuning a soft-only network raises its hard top-1 with the epochs",
-                      f"{_pct(p_first)} after {p_rows[0]['epochs']} to {_pct(p_last)} after {p_rows[-1]['epochs']} epochs",
-                      "runs missing", NOT_RUN)
+    claim = "fine-tuning a soft-only network raises its hard top-1 with the epochs"
+    paper_text = f"{_pct(p_first)} after {p_rows[0]['epochs']} to {_pct(p_last)} after {p_rows[-1]['epochs']} epochs"
+    if len(cells) < 2:
+        rises = _missing("Table 7", claim, paper_text)
     else:
-        first, last = tuned[0], tuned[-1]
-        rises = Claim("Table 7", "fine-tuning a soft-only network raises its hard top-1 with the epochs",
-                      f"{_pct(p_first)} after {p_rows[0]['epochs']} to {_pct(p_last)} after {p_rows[-1]['epochs']} epochs",
-                      f"{_pct(_top1(first[1]))} after {first[0]} to {_pct(_top1(last[1]))} after {last[0]} epochs",
-                      _verdict(_top1(last[1]) > _top1(first[1])))  # type: ignore[operator]
-    best = max((_top1(r) for _, r in tuned), default=None)
-    holds = None if best is None or ours is None else best < ours
-    below = Claim("Table 7", "fine-tuned soft-only networks stay below S2HPruner (Table 1, ResNet-50, 15 %)",
-                  f"best {_pct(max(paper.number(r['top1_hard']) for r in p_rows))} vs {_pct(p_ours)}",
-                  "runs missing" if holds is None else f"best {_pct(best)} vs {_pct(ours)}", _verdict(holds))
+        (e0, first), (e1, last) = cells[0], cells[-1]
+        test = compare(values(last), values(first), "greater")
+        rises = Claim("Table 7", claim, paper_text,
+                      _with(f"{cell_text('', values(first))} after {e0} to {cell_text('', values(last))} after {e1} "
+                            "epochs", test), test.verdict, (*first, *last))
+    claim = "fine-tuned soft-only networks stay below S2HPruner (Table 1, ResNet-50, 15 %)"
+    paper_text = f"best {_pct(max(paper.number(r['top1_hard']) for r in p_rows))} vs {_pct(p_ours)}"
+    if not cells or not values(ours):
+        return [rises, _missing("Table 7", claim, paper_text)]
+    tests = [compare(values(c), values(ours), "less") for _, c in cells]
+    test = all_of(tests)
+    best = max(range(len(cells)), key=lambda i: statistics.fmean(values(cells[i][1]) or [-math.inf]))
+    text = _with(f"best ({cells[best][0]} epochs) {cell_text('', values(cells[best][1]))} vs "
+                 f"{cell_text('', values(ours))}", tests[best])
+    text += f"; each of {len(cells)} cells tested"
+    below = Claim("Table 7", claim, paper_text, text, test.verdict, (*ours, *(r for _, c in cells for r in c)))
     return [rises, below]
 
 
 def _table8(f: Finder) -> Claim:
-    values = {n: _top1(f.one("table8", network=n)) for n in ("ours", "rand1", "rand2", "rand3")}
-    p = {n: paper.lookup(8, "top1", network=n) for n in values}
-    paper_text = f"ours {_pct(p['ours'])} vs random {', '.join(_pct(p[n]) for n in ('rand1', 'rand2', 'rand3'))}"
-    if any(v is None for v in values.values()):
-        return Claim("Table 8", "S2HPruner's architecture trained from scratch beats random ones of the same FLOPs",
-                     paper_text, "runs missing", NOT_RUN)
-    rand = [values[n] for n in ("rand1", "rand2", "rand3")]
-    return Claim("Table 8", "S2HPruner's architecture trained from scratch beats random ones of the same FLOPs",
-                 paper_text, f"ours {_pct(values['ours'])} vs random {', '.join(_pct(v) for v in rand)}",
-                 _verdict(values["ours"] > max(rand)))  # type: ignore[operator, type-var]
+    nets = ("ours", "rand1", "rand2", "rand3")
+    runs = {n: f.find("table8", network=n) for n in nets}
+    p = {n: paper.lookup(8, "top1", network=n) for n in nets}
+    paper_text = f"ours {_pct(p['ours'])} vs random {', '.join(_pct(p[n]) for n in nets[1:])}"
+    claim = "S2HPruner's architecture trained from scratch beats random ones of the same FLOPs (each of them)"
+    if any(not values(r) for r in runs.values()):
+        return _missing("Table 8", claim, paper_text)
+    tests = [compare(values(runs["ours"]), values(runs[n]), "greater") for n in nets[1:]]
+    ours = (f"{cell_text('ours', values(runs['ours']))} vs "
+            + ", ".join(_with(cell_text(n, values(runs[n])), t) for n, t in zip(nets[1:], tests)))
+    return Claim("Table 8", claim, paper_text, ours, all_of(tests).verdict, tuple(r for n in nets for r in runs[n]))
 
 
-def _span(values: Iterable[float]) -> float:
-    values = list(values)
-    return max(values) - min(values)
+def _spread_text(what: str, numbers: list[float], threshold: float) -> str:
+    """`what: 2.05 points (n=4, mean 83.10; 95 % CI [1.16, 7.64] vs at most 0.49; span 4.70)`."""
+    s = spread_below(numbers, threshold)
+    interval = "" if s.low is None else f"; 95 % CI [{s.low:.2f}, {s.high:.2f}]"
+    return (f"{what}: {'-' if s.std is None else f'{s.std:.2f}'} points (n={len(numbers)}, mean "
+            f"{statistics.fmean(numbers):.2f}{interval} vs at most {threshold:.2f}; span {_span(numbers):.2f})")
 
 
 def _table9(f: Finder) -> Claim:
-    runs = [f.one("table9", seed=s) for s in range(4)]
+    cells = [f.find("table9", seed=s) for s in range(4)]
     p_rows = paper.rows(9)
     p_top1 = [float(r["top1"]) for r in p_rows]
     p_flops = [float(r["flops_percent"]) for r in p_rows]
     paper_text = (f"top-1 {statistics.mean(p_top1):.2f} ± {statistics.stdev(p_top1):.2f} (span {_span(p_top1):.2f}), "
                   f"FLOPs span {_span(p_flops):.2f} points")
+    top1_max, flops_max = span_threshold(SEED_TOP1_SPAN), span_threshold(SEED_FLOPS_SPAN)
     claim = (f"the four seeds agree: top-1 within {SEED_TOP1_SPAN:g} point, FLOPs within {SEED_FLOPS_SPAN:g} points "
-             "of each other")
-    if any(r is None for r in runs):
-        return Claim("Table 9", claim, paper_text, "runs missing", NOT_RUN)
-    top1 = [_top1(r) for r in runs]
-    flops = [100 * r.metric("flops_ratio") for r in runs]  # type: ignore[union-attr, operator]
-    ours = (f"top-1 {statistics.mean(top1):.2f} ± {statistics.stdev(top1):.2f} (span {_span(top1):.2f}), "  # type: ignore[arg-type]
-            f"FLOPs span {_span(flops):.2f} points")
-    return Claim("Table 9", claim, paper_text, ours,
-                 _verdict(_span(top1) <= SEED_TOP1_SPAN and _span(flops) <= SEED_FLOPS_SPAN))  # type: ignore[arg-type]
+             f"of each other (seed std at most {top1_max:.2f} and {flops_max:.2f} points: span / 2.059)")
+    if any(not values(cell) for cell in cells):
+        return _missing("Table 9", claim, paper_text)
+    runs = [run for cell in cells for run in cell]
+    top1, flops = values(runs), [100 * v for v in values(runs, "flops_ratio")]
+    test = all_of([spread_below(top1, top1_max).test, spread_below(flops, flops_max).test])
+    ours = (_spread_text("S2HPruner's top-1 std over its seeds at 15 %", top1, top1_max) + "; "
+            + _spread_text("FLOPs (%) std", flops, flops_max))
+    return Claim("Table 9", claim, paper_text, ours, test.verdict, tuple(runs))
+
+
+def _span(numbers: Sequence[float]) -> float:
+    return max(numbers) - min(numbers) if numbers else 0.0
 
 
 def trajectory(run: Run, target: float) -> tuple[int | None, bool, float | None, float | None]:
@@ -293,21 +319,32 @@ def trajectory(run: Run, target: float) -> tuple[int | None, bool, float | None,
 
 
 def _fig3(f: Finder, model: str, experiment: str) -> Claim:
-    claim = f"{model}: the hard FLOPs reach the target (15 %) and stay there while top-1 rises"
+    claim = f"{model}: the hard FLOPs reach the target (15 %) and stay there while top-1 rises, in every run"
     paper_text = "reached in the first epochs, flat after (Fig. 3)"
-    run = f.one(experiment, model__name=model, method="s2hpruner", prune__flops_target=HEADLINE_TARGET)
-    if run is None or not run.log():
-        return Claim("Fig. 3", claim, paper_text, "run missing", NOT_RUN)
-    epoch, stays, at, end = trajectory(run, HEADLINE_TARGET)
-    if epoch is None:
-        return Claim("Fig. 3", claim, paper_text, f"never within {FLOPS_TOLERANCE} of the target", NOT_REPRODUCED)
-    epochs = len(run.log())
-    ours = (f"within {FLOPS_TOLERANCE} from epoch {epoch} of {epochs}{'' if stays else ', but leaves it later'}; "
-            f"top-1 {at:.2f} then, {end:.2f} at the end")
-    return Claim("Fig. 3", claim, paper_text, ours, _verdict(stays and end > at))  # type: ignore[operator]
+    runs = [run for run in f.find(experiment, model__name=model, method="s2hpruner",
+                                  prune__flops_target=HEADLINE_TARGET) if run.log()]
+    if not runs:
+        return _missing("Fig. 3", claim, paper_text)
+    held, parts = [], []
+    for run in sorted(runs, key=lambda r: r.seed):
+        epoch, stays, at, end = trajectory(run, HEADLINE_TARGET)
+        held.append(epoch is not None and stays and end > at)  # type: ignore[operator]
+        if epoch is None:
+            parts.append(f"seed {run.seed}: never within {FLOPS_TOLERANCE}")
+            continue
+        parts.append(f"seed {run.seed}: from epoch {epoch} of {len(run.log())}{'' if stays else ', leaves it later'}, "
+                     f"top-1 {at:.2f} then {end:.2f}")
+    test = per_run([held], "most")
+    ours = f"{sum(held)} of {len(held)} runs (n={len(held)}): " + "; ".join(parts)
+    return Claim("Fig. 3", claim, paper_text, ours, test.verdict, tuple(runs))
 
 
 # ----------------------------------------------------------------------------- all
+
+
+def _marked(claim: Claim) -> Claim:
+    """The claim with ¶ on its numbers when a run it compared breaks the working-regime rule."""
+    return replace(claim, ours=f"{claim.ours} {REGIME_MARK}") if any(regime_breaks(r) for r in claim.runs) else claim
 
 
 def check(runs: RunSet, profile: str) -> list[Claim]:
@@ -323,7 +360,7 @@ def check(runs: RunSet, profile: str) -> list[Claim]:
     claims.append(_table8(f))
     claims.append(_table9(f))
     claims += [_fig3(f, model, experiment) for model, experiment in FIG3_MODELS]
-    return claims
+    return [_marked(claim) for claim in claims]
 
 
 def setups(runs: RunSet, profile: str) -> list[tuple[str, int]]:
@@ -346,15 +383,35 @@ def setups_line(made_on: list[tuple[str, int]]) -> str | None:
             + ". A verdict comparing runs of different set-ups may reflect the set-ups as much as the methods.")
 
 
+def _describe(run: Run) -> str:
+    target = "" if run.flops_target is None else f" {run.flops_target:.0%}"
+    return f"{run.experiment}/{run.run_id} ({run.method} {run.model}{target} seed {run.seed})"
+
+
+def regime_line(claims: list[Claim]) -> str | None:
+    """The footer naming each run behind a ¶ and why it breaks the working-regime rule."""
+    broken = {run.run_id or id(run): run for c in claims for run in c.runs if regime_breaks(run)}
+    if not broken:
+        return None
+    return (f"{REGIME_MARK}: the claim compares runs that break {REGIME_RULE}: "
+            + "; ".join(f"{_describe(run)}: {', '.join(regime_breaks(run))}" for run in broken.values()))
+
+
+def footer(claims: list[Claim], made_on: list[tuple[str, int]] | None = None) -> list[str]:
+    """The lines under the verdict table: the count of each verdict, the rule, the ¶ runs, the set-ups."""
+    counts = Counter(c.verdict for c in claims)
+    lines = [f"{len(claims)} claims: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS),
+             "Verdict rule (analysis/verdicts.py): " + RULE]
+    return lines + [line for line in (regime_line(claims), setups_line(made_on or [])) if line is not None]
+
+
 def render(claims: list[Claim], profile: str, escape: Callable[[str], str] = lambda s: s.replace("|", "\\|"),
            made_on: list[tuple[str, int]] | None = None) -> str:
-    """The verdict table as markdown, with a count of each verdict under it (and, given the runs'
-    `setups`, a warning when they are more than one)."""
+    """The verdict table as markdown, with a count of each verdict, the rule that decided them,
+    the runs behind any ¶ and (given the runs' `setups`) a warning when they are more than one."""
     lines = [f"| source | claim | paper | ours ({profile}) | verdict |", "| --- | --- | --- | --- | --- |"]
     for c in claims:
         lines.append("| " + " | ".join(escape(x) for x in (c.source, c.claim, c.paper, c.ours, c.verdict)) + " |")
-    counts = {v: sum(c.verdict == v for c in claims) for v in (REPRODUCED, NOT_REPRODUCED, NOT_RUN)}
-    lines += ["", f"{len(claims)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())]
-    if (line := setups_line(made_on or [])) is not None:
+    for line in footer(claims, made_on):
         lines += ["", line]
     return "\n".join(lines)

@@ -74,8 +74,11 @@ def tidy_csv(grid: Grid) -> str:
 _TEX_TEXT = {"%": r"\%", "&": r"\&", "_": r"\_", "#": r"\#", "{": r"\{", "}": r"\}", "$": r"\$",
              "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "–": "--",
              "—": "---", "≥": r"$\geq$"}
+# The footnote marks (†, ‡, ¶) each sit on an empty base, so that marks side by side never make a
+# double superscript; § stays text (inputenc's \S).
 _TEX_MATH = {"θ": r"\theta", "⊙": r"\odot{}", "⟨": r"\langle{}", "⟩": r"\rangle{}", "±": r"\pm{}", "→": r"\to{}",
-             "✓": r"\surd{}", "✗": r"\times{}", "†": r"^{\dagger}", "‡": r"^{\ddagger}", "−": "-", "\u0302": ""}
+             "✓": r"\surd{}", "✗": r"\times{}", "†": r"{}^{\dagger}", "‡": r"{}^{\ddagger}", "¶": r"{}^{\P}",
+             "−": "-", "\u0302": ""}
 
 
 def tex_escape(text: str) -> str:

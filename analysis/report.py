@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from analysis.claims import check as check_claims
+from analysis.claims import footer as claims_footer
 from analysis.claims import render as render_claims
-from analysis.claims import setups, setups_line
+from analysis.claims import setups
 from analysis.grid import Grid
 from analysis.records import RunSet, majority_profile
 from analysis.render import html_table, markdown
@@ -107,7 +108,8 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
                 f"<th>ours ({esc(profile)})</th><th>verdict</th></tr>")
     body += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in (c.source, c.claim, c.paper, c.ours, c.verdict)) + "</tr>"
              for c in claims]
-    body.append("</table>" + (f"<p>{esc(line)}</p>" if (line := setups_line(made_on)) else "") + "<h2>Tables</h2>")
+    body.append("</table>" + "".join(f"<p>{esc(line)}</p>" for line in claims_footer(claims, made_on)))
+    body.append("<h2>Tables</h2>")
     body += [html_table(grid) for grid in grids]
     body.append("<h2>Figures</h2>")
     for result in figures:

@@ -5,7 +5,8 @@ order). A run belongs to Table N when it carries a cell label of the grid `table
 `python -m experiments run tableN`, see `RunDir.cells`: Table 5's row 2 is Table 1's run, and
 carries Table 5's labels too), and its cell is read from those labels (the switches of Table 5,
 the formulation of Table 6, the epochs of Table 7, ...) or, for the benchmark tables, from the
-record's model, method and target. Runs with equal keys are seeds of one cell and are averaged.
+record's model, method and target. Runs with equal keys are seeds of one cell and are averaged
+(`analysis.cells`: a `seed` label never splits a cell, except Table 9's, whose columns are seeds).
 `tests/analysis/test_tables.py` checks that every cell the experiment grids expand to lands on
 exactly one cell here.
 """
@@ -13,22 +14,19 @@ exactly one cell here.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Hashable
 
 from analysis import paper
-from analysis.grid import DASH, Entry, Grid, Group, Row, Stat
+from analysis.cells import FLOPS_TOLERANCE, METHODS, SEED_LABEL, Builder, achieved_ratio, labelled  # noqa: F401
+from analysis.grid import Entry, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority
-from core.version import staleness  # standard library only
+from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
 
 TABLE_NUMBERS = tuple(range(1, 11))
-FLOPS_TOLERANCE = 0.02  # a cell is marked † when a run's achieved FLOPs ratio misses its target by more
 CNNS = ("resnet50", "mobilenetv3", "wrn28_10")
 TRANSFORMERS = ("vit", "swin")
-BASELINES = ("rst_s", "group_sl", "otov2", "refill")
-METHODS = (*BASELINES, "s2hpruner")
 TARGETS = (0.15, 0.35, 0.55)
 MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenetv3": "MBV3", "wrn28_10": "WRN28-10", "vit": "ViT", "swin": "Swin"}
 METHOD_NAMES = {"rst_s": "RST-S [1]", "group_sl": "Group-SL [14]", "otov2": "OTOv2 [6]", "refill": "Refill [5]",
@@ -44,132 +42,10 @@ def _percent(target: float) -> str:
     return f"{round(target * 100)}%"
 
 
-def achieved_ratio(run: Run) -> float | None:
-    """The FLOPs ratio the run's target constrained (`prune.flops_scope`)."""
-    scope = run.option("prune.flops_scope", "network")
-    return run.metric("flops_ratio_prunable" if scope == "prunable" else "flops_ratio")
-
-
 def _flops_percent(run: Run) -> float | None:
     """The exported network's FLOPs in % of the dense network's (Tables 4 and 9 print these)."""
     ratio = run.metric("flops_ratio")
     return None if ratio is None else 100 * ratio
-
-
-# ----------------------------------------------------------------------------- cells and runs
-
-
-@dataclass
-class Slot:
-    """One expected run of a table (all its seeds), as found among the records."""
-
-    description: str
-    done: list[Run] = field(default_factory=list)
-    failed: list[Run] = field(default_factory=list)
-    target: float | None = None
-
-    def stat(self, value: str | Callable[[Run], float | None]) -> Stat:
-        get = value if callable(value) else (lambda run: run.metric(value))
-        return Stat(tuple(v for run in self.done if (v := get(run)) is not None))
-
-    def stale(self) -> list[Run]:
-        """Runs whose numbers come from another code version than this checkout's (`core.version`)."""
-        return [run for run in self.done if staleness(run.record)]
-
-    def mixed_versions(self) -> bool:
-        """Seeds of one cell computed by different code versions."""
-        return len({(run.record.get("code") or {}).get("version") for run in self.done}) > 1
-
-    def off_target(self) -> list[Run]:
-        if self.target is None:
-            return []
-        return [run for run in self.done
-                if (ratio := achieved_ratio(run)) is not None and abs(ratio - self.target) > FLOPS_TOLERANCE]
-
-
-Key = Callable[[Run, dict[str, str]], Hashable | None]
-
-
-def labelled(runs: RunSet, experiment: str, profile: str) -> list[tuple[Run, dict[str, str]]]:
-    """(run, labels) for every cell of `experiment`'s grid that a run of `profile` fills."""
-    return [(run, labels) for run in runs.runs if run.profile == profile for labels in run.labels_in(experiment)]
-
-
-class Builder:
-    """Indexes one table's runs by cell key once, then hands out cells and the footer's facts."""
-
-    def __init__(self, number: int, runs: RunSet, profile: str, key: Key, experiment: str | None = None) -> None:
-        self.number, self.profile = number, profile
-        self.experiment = experiment or f"table{number}"
-        self.index: dict[Hashable, list[Run]] = defaultdict(list)
-        for run, labels in labelled(runs, self.experiment, profile):
-            cell = key(run, labels)
-            if cell is not None and run not in self.index[cell]:
-                self.index[cell].append(run)
-        self.slots: dict[Hashable, Slot] = {}
-        # The compute set-up most of the table's finished runs share (`Run.compute`); a cell with
-        # a run made elsewhere is marked, since across set-ups a short CPU run differs by more
-        # than its seeds do. Ties go to the first set-up in sorted order, so the marks are stable.
-        setups = Counter(run.compute for run in {id(r): r for found in self.index.values() for r in found}.values()
-                         if run.done)
-        self.usual = max(sorted(setups), key=setups.__getitem__) if len(setups) > 1 else None
-        self.usual_count = setups[self.usual] if self.usual else 0
-
-    def elsewhere(self, slot: Slot) -> list[Run]:
-        """The slot's finished runs made on another set-up than most of the table's."""
-        return [run for run in slot.done if self.usual is not None and run.compute != self.usual]
-
-    def slot(self, key: Hashable, description: str, target: float | None = None) -> Slot:
-        if key not in self.slots:
-            found = self.index.get(key, [])
-            self.slots[key] = Slot(description, [r for r in found if r.done], [r for r in found if not r.done], target)
-        return self.slots[key]
-
-    def entry(self, slot: Slot, value: str | Callable[[Run], float | None], paper_value: float | None,
-              decimals: int = 2, scientific: bool = False, flops_mark: bool = False) -> Entry:
-        marks = "†" if flops_mark and slot.off_target() else ""
-        marks += "§" if slot.stale() else ""
-        marks += "‡" if self.elsewhere(slot) else ""
-        return Entry(slot.stat(value), paper_value, decimals, scientific, failed=len(slot.failed) if not slot.done else 0,
-                     marks=marks)
-
-    def grid(self, title: str, label_columns: list[str], columns: list[str], rows: list[Row],
-             groups: list[Group] | None = None, notes: list[str] | None = None) -> Grid:
-        grid = Grid(self.number, title, self.profile, label_columns, columns, rows, groups or [], list(notes or []))
-        grid.expected_runs = len(self.slots)
-        off, mixed, stale, versions, moved = [], [], [], [], []
-        for slot in self.slots.values():
-            moved += [f"{slot.description} seed {run.seed} ({run.compute})" for run in self.elsewhere(slot)]
-            stale += [f"{slot.description} seed {run.seed} ({staleness(run.record).removeprefix('stale: ')})"
-                      for run in slot.stale()]
-            if slot.mixed_versions():
-                versions.append(slot.description)
-            if not slot.done and not slot.failed:
-                grid.missing.append(slot.description)
-            for run in ([] if slot.done else slot.failed):
-                reason = run.error.splitlines()[0] if run.error else "no reason recorded"
-                grid.failed.append(f"{slot.description} (seed {run.seed}): {reason[:160]}")
-            for run in slot.off_target():
-                off.append(f"{slot.description} seed {run.seed}: {achieved_ratio(run):.3f}")
-            if len({run.replica_key() for run in slot.done}) > 1:
-                mixed.append(f"{slot.description}: runs {', '.join(r.run_id for r in slot.done)}")
-        if off:
-            grid.notes.append(f"†: achieved FLOPs ratio more than {FLOPS_TOLERANCE:.2f} from the target: " + "; ".join(off))
-        if stale:
-            grid.notes.append(f"§: runs from another code version than this checkout's (`python -m experiments run "
-                              f"{self.experiment} --rerun stale` reruns them): " + "; ".join(stale))
-        if moved:
-            grid.notes.append(f"‡: runs made on another set-up than most of this table's ({self.usual}: "
-                              f"{self.usual_count} runs); a short CPU run's top-1 can move by more than its seed "
-                              "spread with the torch version, threads or kernels (README, \"The paper's claims\"): "
-                              + "; ".join(moved))
-        if versions:
-            grid.notes.append("Cells averaging runs of different code versions: " + "; ".join(versions))
-        if mixed:
-            grid.notes.append("Averaged runs whose configs differ beyond the seed (check the overrides): " + "; ".join(mixed))
-        if any(e.ours.n > 1 for _, _, e in grid.entries()):
-            grid.notes.append("a ± b [n=k]: mean and sample standard deviation over k seeds.")
-        return grid
 
 
 def _flag(labels: dict[str, str], key: str) -> bool | None:
@@ -374,7 +250,7 @@ def table8(runs: RunSet, profile: str) -> Grid:
                   ["Network"], columns, [Row(["Top-1 Acc (%)"], cells)], notes=notes)
 
 
-# ----------------------------------------------------------------------------- Tables 9-10
+# ----------------------------------------------------------------------------- Table 9 (Table 10: analysis.table10)
 
 
 def table9(runs: RunSet, profile: str) -> Grid:
@@ -403,123 +279,6 @@ def table9(runs: RunSet, profile: str) -> Grid:
                   ["Exp"], columns, [Row(["Top-1 Acc (%)"], top1_cells), Row(["FLOPs (%)"], flops_cells)], notes=notes)
 
 
-def _devices(slots: list[Slot]) -> str:
-    kinds: Counter[str] = Counter()
-    for slot in slots:
-        for run in slot.done:
-            env = run.record.get("env") or {}
-            kinds[f"{env.get('device', '?')}, {run.metrics.get('peak_mem_kind', 'memory')}"] += 1
-    return "; ".join(f"{kind} ({n} runs)" for kind, n in sorted(kinds.items())) or "no runs yet"
-
-
-def table10_cell(run: Run, labels: dict[str, str]) -> tuple[str, str] | None:
-    """Table 10's (schedule, method) of a run from its Table 10 labels."""
-    if "schedule" not in labels or "method" not in labels:
-        return None
-    return labels["schedule"], labels["method"]
-
-
-def table10_exports(runs: RunSet) -> list[Run]:
-    """The finished runs of Table 10's 1x column, every profile: whose exported networks `make bench` measures."""
-    return [run for run in runs.runs
-            if run.done and any((table10_cell(run, labels) or ("",))[0] == "1x" for labels in run.labels_in("table10"))]
-
-
-def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: int) -> Row:
-    """`row` with its cells replaced by benchmark values, each beside the paper's number it had."""
-    cells: list[Entry | str] = []
-    for cell, measured in zip(row.cells, values):
-        cells.append(Entry(Stat(measured), cell.paper if isinstance(cell, Entry) else None, decimals))
-    return Row([label], cells)
-
-
-def _s2h_steps_note(bench: dict) -> str:
-    """S2HPruner's steps (at the target, at initialisation, with step_memory=low) beside the
-    dense step and memory of the same benchmark."""
-    rows = {(row["method"], row.get("masks"), row.get("step_memory") == "low"): row
-            for row in bench["training"] if "error" not in row}
-    target, init, low, dense = (rows.get(key) for key in (
-        ("s2hpruner", "target", False), ("s2hpruner", "init", False), ("s2hpruner", "target", True), ("dense", None, False)))
-    if dense is None:
-        return ""
-
-    def own(row: dict, what: str) -> str:  # the ratio free of the machine's drift, where the row has it
-        return f", {row['step_over_soft_pass']:.2f}x {what}" if "step_over_soft_pass" in row else ""
-
-    notes = [f"{row['step_s_median'] / dense['step_s_median']:.2f}x the dense step's {dense['epoch_s']:.0f} s per epoch"
-             f"{own(row, 'its own soft forward and backward pass in the same steps')}, "
-             f"and {row['peak_mem_mb_train'] / dense['peak_mem_mb_train']:.2f}x its {dense['peak_mem_mb_train']:.0f} MB"
-             for row in (target,) if row is not None]
-    notes += [f"at initialisation {row['epoch_s']:.0f} s per epoch, {row['step_s_median'] / dense['step_s_median']:.2f}x "
-              f"the dense step's{own(row, 'its own')}" for row in (init,) if row is not None]
-    notes += [f"with step_memory=low {row['epoch_s']:.0f} s per epoch and {row['peak_mem_mb_train']:.0f} MB "
-              f"against dense {dense['peak_mem_mb_train']:.0f} MB" for row in (low,) if row is not None]
-    return f" ({'; '.join(notes)})" if notes else ""
-
-
-def table10(runs: RunSet, profile: str) -> Grid:
-    b = Builder(10, runs, profile, table10_cell)
-    metrics = [("top1_1x", "Top-1 Acc (%) (1x training schedule)", "top1", 2),
-               ("top1_2x", "Top-1 Acc (%) (2x training schedule)", "top1", 2),
-               ("gpu_time_per_epoch_s", "Time per epoch (s)", "epoch_time_s", 2),
-               ("peak_mem_mb_train", "Peak memory (MB) (training)", "peak_mem_mb_train", 0),
-               ("peak_mem_mb_infer", "Peak memory (MB) (inference)", "peak_mem_mb_infer", 0)]
-    rows = []
-    once: list[Slot] = []
-    for metric, label, field_name, decimals in metrics:
-        schedule = "2x" if metric == "top1_2x" else "1x"
-        cells: list[Entry | str] = []
-        for method in METHODS:
-            reference = paper.lookup(10, "value", metric=metric, method=method)
-            if schedule == "2x" and method == "s2hpruner":
-                cells.append(DASH)  # the paper runs no 2x schedule for its own method
-                continue
-            slot = b.slot((schedule, method), f"{'table1' if schedule == '1x' else 'table10'} resnet50 {method} 15% "
-                          f"({schedule} schedule)", 0.15)
-            if schedule == "1x" and all(slot is not seen for seen in once):
-                once.append(slot)
-            cells.append(b.entry(slot, field_name, reference, decimals=decimals, flops_mark=metric.startswith("top1")))
-        rows.append(Row([label], cells))
-    bench = runs.training_bench()
-    exported = {row["run_id"]: row for row in (bench or {}).get("exported", []) if "error" not in row}
-    benched = [[exported[run.run_id] for run in slot.done if run.run_id in exported] for slot in once]
-    from_runs = [what for what, used in (("time and training memory", bench is None),
-                                         ("inference memory", not any(benched))) if used]
-    notes = []
-    if from_runs:
-        notes.append(f"{' and '.join(from_runs).capitalize()}: measured inside the 1x training runs, on: "
-                     f"{_devices(once)}. The paper's were measured on its GPU; CPU memory is peak RSS. "
-                     "`make bench` measures them alike for every method, the exported networks once the runs finish.")
-    if bench is not None:
-        # S2HPruner's row is its step with the masks at the target, where a run spends it
-        measured = {row["method"]: row for row in bench["training"]
-                    if "error" not in row and row.get("masks") != "init" and row.get("step_memory") != "low"}
-        device = f"[bench: {bench['device']}]"
-        for index, (name, field_name, decimals) in ((2, ("Time per epoch (s)", "epoch_s", 2)),
-                                                    (3, ("Peak memory (MB) (training)", "peak_mem_mb_train", 0))):
-            values = [measured.get(method, {}).get(field_name) for method in METHODS]
-            rows[index] = _bench_row(f"{name} {device}", rows[index], [() if v is None else (float(v),) for v in values],
-                                     decimals)
-        notes.insert(0, f"Rows marked [bench]: `python -m bench` on {bench['device']} ({bench.get('date', '?')[:10]}): "
-                        "the median training step at batch 64 times 782 steps, and the peak training memory "
-                        f"({next(iter(measured.values()), {}).get('memory_kind', '?')}), every method in a fresh "
-                        "process on synthetic CIFAR-100-shaped data. The baselines' step is the mean over their "
-                        "phases weighted by the phases' steps in a paper-profile run; S2HPruner's is with its masks "
-                        "at the target" + _s2h_steps_note(bench) + ".")
-    if any(benched):
-        rows[4] = _bench_row(f"Peak memory (MB) (inference) {device}", rows[4],
-                             [tuple(row["peak_mem_mb_infer"] for row in found) for found in benched], 0)
-        kinds = sorted({str(row.get("memory_kind", "?")) for found in benched for row in found})
-        unmeasured = [f"{slot.description} {run.run_id}" for slot in once for run in slot.done
-                      if run.run_id not in exported]
-        notes.insert(1, "Inference memory [bench]: the peak of one forward pass at batch 64 of each 1x run's "
-                        f"exported pruned.pt, its own tensors included ({', '.join(kinds)}), in a fresh process."
-                        + (f" Not in the benchmark (run `make bench` again): {'; '.join(unmeasured)}."
-                           if unmeasured else ""))
-    return b.grid("Table 10: training efficiency of the methods (ResNet-50, CIFAR-100, 15 % FLOPs)", [""],
-                  ["RST-S", "Depgraph", "OTO v2", "IMP-Refill", "Ours"], rows, notes=notes)
-
-
 TABLES: dict[int, Callable[[RunSet, str], Grid]] = {
     1: table1, 2: table2, 3: table3, 4: table4, 5: table5, 6: table6, 7: table7, 8: table8, 9: table9, 10: table10,
 }
@@ -537,13 +296,13 @@ def grid_table(runs: RunSet, experiment: str, profile: str | None = None, grid_f
     profile = profile or majority(Counter(run.profile for run in runs.runs
                                           if any(c.get("experiment") == experiment for c in run.cells())))
 
-    def key(run: Run, labels: dict[str, str]) -> Hashable:
-        return json.dumps(labels, sort_keys=True)
+    def key(run: Run, labels: dict[str, str]) -> Hashable:  # a cell's seeds are one row
+        return json.dumps({k: v for k, v in labels.items() if k != SEED_LABEL}, sort_keys=True)
 
     b = Builder(0, runs, profile, key, experiment)
     cells = runs.manifest_labels(experiment, profile) or [labels for _, labels in labelled(runs, experiment, profile)]
     order = list(dict.fromkeys(key(None, labels) for labels in cells))  # type: ignore[arg-type]
-    axes = list(dict.fromkeys(k for labels in cells for k in labels))
+    axes = list(dict.fromkeys(k for labels in cells for k in labels if k != SEED_LABEL))
     rows = []
     for cell_key in order:
         labels = json.loads(cell_key)

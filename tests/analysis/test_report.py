@@ -22,7 +22,11 @@ def test_report_with_no_records(tmp_path):
     assert page.count("<table>") == 11 and page.count("<img ") == 7 and page.rstrip().endswith("</html>")
     # the claims section: every claim listed, none run
     assert "## The paper's claims" in md and "| Table 5 | without g_{G->hard->theta} the hard network collapses" in md
-    assert "0 reproduced, 0 not reproduced" in md and ">not run</td>" in page
+    assert "27 claims: 0 reproduced, 0 contradicted, 0 inconclusive, 27 not run" in md and ">not run</td>" in page
+    assert "not reproduced" not in md and "not reproduced" not in page
+    # the rule that decides the verdicts, under the table in both forms
+    assert "Verdict rule (analysis/verdicts.py): Not run when a compared cell has no finished run. Two cells: Welch's" in md
+    assert "<p>Verdict rule (analysis/verdicts.py): Not run when a compared cell" in page
     assert all((tmp_path / "figures" / f"fig{n}.png").stat().st_size > 0 for n in range(3, 10))
 
 

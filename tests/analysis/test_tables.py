@@ -6,6 +6,7 @@ import copy
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import pytest
 
 from analysis.grid import DASH, Entry, Grid
 from analysis.records import in_memory, load_runs
-from analysis.render import latex, markdown, render, tex_document, tidy_csv
-from analysis.tables import TABLE_NUMBERS, build, choose_profile
+from analysis.render import latex, markdown, render, tex_document, tex_escape, tidy_csv
+from analysis.tables import TABLE_NUMBERS, build, choose_profile, grid_table
 from core.version import code_version
 
 BASE_CONFIG = {
@@ -29,6 +30,13 @@ BASE_CONFIG = {
 }
 
 
+# A pruning run that keeps the working-regime rule (core.regime): its one decision on a trained
+# network (loss 0.5 < ln(10) / 2), most of the run after it, a low final loss.
+CLEAN_REGIME = {"classes": 10, "steps": 270, "final_train_loss": 0.3,
+                "decisions": [{"what": "partition", "step": 81, "train_loss": 0.5}]}
+KEEP = object()  # `regime=KEEP`: the clean decision record a pruning method's run gets
+
+
 def current_code(method: str) -> dict:
     """The `code` field a run of `method` gets from this checkout."""
     packages = ("core",) if method == "dense" else ("core", "method" if method == "s2hpruner" else "baselines")
@@ -38,12 +46,13 @@ def current_code(method: str) -> dict:
 def record(experiment: str = "table1", method: str = "s2hpruner", model: str = "resnet50", target: float | None = 0.15,
            seed: int = 0, top1: float = 70.0, flops_ratio: float | None = None, profile: str = "paper",
            status: str = "done", error: str | None = None, metrics: dict | None = None, labels: dict | None = None,
-           also: tuple = (), **options) -> dict:
+           also: tuple = (), regime: object = KEEP, **options) -> dict:
     """A record as the engine writes it; `options` are dotted config keys (e.g. prune.options.g_g_w=False).
 
     Its cell labels, as `python -m experiments run` gives them: `labels` in its own grid (by
     default, for Tables 1-3, the model, method and target axes), and `also` (grid, labels) pairs
-    for the other grids that reuse it."""
+    for the other grids that reuse it. A pruning run carries a clean decision record (`regime`; None
+    leaves it out, as in records from before decision records were kept)."""
     config = copy.deepcopy(BASE_CONFIG)
     config.update(experiment=experiment, profile=profile, seed=seed)
     config["model"]["name"] = model
@@ -68,6 +77,10 @@ def record(experiment: str = "table1", method: str = "s2hpruner", model: str = "
                     for e, lb in [(experiment, labels or {}), *also]]
     if error:
         out["error"] = error
+    if regime is KEEP:
+        regime = None if method in ("dense", "scratch") else copy.deepcopy(CLEAN_REGIME)
+    if regime is not None:
+        out["regime"] = regime
     return out
 
 
@@ -187,6 +200,62 @@ def test_profile_label_and_default_profile(table1_runs):
     for fmt in ("md", "tex", "html"):  # smoke numbers never appear without their label
         assert "Profile: smoke" in render(build(1, smoke_only, None), fmt)
     assert {row["profile"] for row in csv.DictReader(io.StringIO(tidy_csv(build(1, smoke_only, None))))} == {"smoke"}
+
+
+def test_runs_out_of_the_working_regime_are_marked_and_named():
+    loss_bound = 0.5 * math.log(10)  # core.regime: half of chance's loss on ten classes, 1.15
+    early = record(method="otov2", target=0.15, seed=1)
+    early["regime"]["decisions"] = [{"what": "partition", "step": 27, "train_loss": 1.74}]  # above the bound
+    runs = [record(method="otov2", target=0.15, seed=0), early,
+            record(method="rst_s", target=0.35),  # a clean decision record: no mark
+            record(method="refill", target=0.55, regime=None),  # a pruning run with no decision record
+            record(method="dense", target=None, regime=None),  # dense decides nothing: no mark
+            record(method="group_sl", target=0.15, metrics={"fallback_zero": 0})]
+    grid = build(1, in_memory(runs), "paper")
+    cells = entries(grid)
+    assert 1.74 > loss_bound and cells[("OTOv2 [6]", "ResNet-50 15%")].marks == "¶"
+    assert cells[("RST-S [1]", "ResNet-50 35%")].marks == "" and cells[("Group-SL [14]", "ResNet-50 15%")].marks == ""
+    assert cells[("Refill [5]", "ResNet-50 55%")].marks == "¶" and cells[("dense", "ResNet-50")].marks == ""
+    rows = md_rows(grid)
+    assert rows[4][1] == "70.00 ± 0.00 [n=2]¶ (77.04, -7.04)" and rows[0][1].startswith("ResNet-50 (Acc: 70.00 (78.14")
+    footer = "\n".join(grid.footer())
+    line = next(line for line in grid.footer() if line.startswith("¶: "))
+    assert "break the working-regime rule (core/regime.py" in line
+    assert "table1 resnet50 otov2 15% seed 1 (partition at step 27 on train loss 1.74 > 1.15)" in line
+    assert "table1 resnet50 refill 55% seed 0 (no decision record (made before they were kept))" in line
+    assert "otov2 15% seed 0" not in footer and "rst_s" not in line and "dense" not in line
+    # OTOv2's zeros from its deadline fallback are not DHSPG's: marked too
+    fallback = record(method="otov2", target=0.55, metrics={"fallback_zero": 1127})
+    grid = build(1, in_memory([fallback]), "paper")
+    assert entries(grid)[("OTOv2 [6]", "ResNet-50 55%")].marks == "¶"
+    assert "fallback zeroed 1127 units" in "\n".join(grid.footer())
+    clean = build(1, in_memory([record(method=m) for m in ("rst_s", "s2hpruner")] + [record(method="dense", target=None)]),
+                  "paper")
+    assert all(e.marks == "" for e in entries(clean).values()) and "¶" not in "\n".join(clean.footer())
+
+
+def test_seed_labelled_runs_of_a_cell_are_one_cell():
+    """The mini profile replicates a cell over seeds, each replica labelled with its seed: one
+    table cell, mean ± std over them (Table 9's key alone splits by seed)."""
+    labels = {"model.name": "resnet50", "method": "rst_s", "prune.flops_target": "0.35"}
+    runs = in_memory([record(method="rst_s", target=0.35, seed=s, top1=70.0 + 2 * s, labels={**labels, "seed": str(s)},
+                             also=[("table9", {"seed": str(s)})]) for s in range(3)])
+    grid = build(1, runs, "paper")
+    rst = entries(grid)[("RST-S [1]", "ResNet-50 35%")]
+    assert rst.ours.n == 3 and md_rows(grid)[2][2] == "72.00 ± 2.00 [n=3] (76.38, -4.38)"
+    assert grid.expected_runs == 48 and len(grid.missing) == 47
+    nine = entries(build(9, runs, "paper"))  # Table 9's columns are seeds: one run each
+    assert [nine[("Top-1 Acc (%)", f"#{k}")].ours.n for k in (1, 2, 3, 4)] == [1, 1, 1, 0]
+    # a grid of one's own: its seeds fold into one row too, with no seed column
+    own = in_memory([record("mine", method="rst_s", target=0.35, seed=s, top1=70.0 + 2 * s,
+                            labels={"method": "rst_s", "seed": str(s)}) for s in range(3)])
+    grid = grid_table(own, "mine", "paper")
+    assert grid.label_columns == ["method"] and len(grid.rows) == 1 and grid.rows[0].cells[0].ours.n == 3
+
+
+def test_marks_side_by_side_typeset_as_separate_superscripts():
+    assert tex_escape("70.00†‡¶") == r"70.00${}^{\dagger}{}^{\ddagger}{}^{\P}$"  # never a double superscript
+    assert tex_escape("70.00¶ (76.38)") == r"70.00${}^{\P}$ (76.38)"
 
 
 def test_mixed_configs_in_one_cell_are_flagged():
@@ -439,11 +508,12 @@ def test_latex_compiles(tmp_path):
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
     marked = [record(method="rst_s", profile="smoke", flops_ratio=0.5),  # † off target,
-              record(method="refill", profile="smoke"), record(method="otov2", profile="smoke")]
-    marked[1]["code"] = {"version": "0123456789ab", "packages": ["core"]}  # § stale,
-    marked[2]["env"].update(cuda="12.4", device="NVIDIA H200")  # ‡ elsewhere: each mark must typeset
+              record(method="refill", profile="smoke"), record(method="group_sl", profile="smoke", regime=None),
+              record(method="otov2", profile="smoke", metrics={"fallback_zero": 5})]
+    marked[1]["code"] = {"version": "0123456789ab", "packages": ["core"]}  # § stale, ¶ out of the regime,
+    marked[3]["env"].update(cuda="12.4", device="NVIDIA H200")  # ‡ elsewhere and ¶ side by side: each must typeset
     runs = in_memory([record(seed=s, top1=70.0 + s, profile="smoke") for s in range(3)] + marked)
-    assert {e.marks for e in entries(build(1, runs, "smoke")).values()} >= {"†", "§", "‡"}
+    assert {e.marks for e in entries(build(1, runs, "smoke")).values()} >= {"†", "§", "¶", "‡¶"}
     document = tex_document([latex(build(n, runs, "smoke")) for n in TABLE_NUMBERS])
     (tmp_path / "tables.tex").write_text(document)
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"], cwd=tmp_path,
