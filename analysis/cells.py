@@ -98,6 +98,10 @@ class Builder:
                          if run.done)
         self.usual = max(sorted(setups), key=setups.__getitem__) if len(setups) > 1 else None
         self.usual_count = setups[self.usual] if self.usual else 0
+        # records that do not parse, of this grid's runs (by their folder or their cells.jsonl)
+        self.unreadable = [(folder, why) for folder, why in runs.unreadable
+                           if folder.parent.name == self.experiment
+                           or any(c.get("experiment") == self.experiment for c in Run({}, folder).cells())]
 
     def elsewhere(self, slot: Slot) -> list[Run]:
         """The slot's finished runs made on another set-up than most of the table's."""
@@ -152,6 +156,10 @@ class Builder:
                               + "; ".join(moved))
         if regime:
             grid.notes.append(f"{REGIME_MARK}: runs that break {REGIME_RULE}: " + "; ".join(regime))
+        if self.unreadable:
+            grid.notes.append("Unreadable records (their cells count as missing; `python -m experiments run "
+                              f"{self.experiment} --rerun failed` runs them afresh): "
+                              + "; ".join(f"{folder} ({why[:120]})" for folder, why in self.unreadable))
         if versions:
             grid.notes.append("Cells averaging runs of different code versions: " + "; ".join(versions))
         if mixed:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from analysis.records import PROFILES, load_runs, majority_profile
 from analysis.render import FORMATS, render
-from analysis.tables import TABLE_NUMBERS, build, grid_name, grid_table
+from analysis.tables import TABLE_NUMBERS, build, grid_name, grid_table, known_grid
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = load_runs(args.results)
     results = Path(args.results)
+    if args.command == "table" and not isinstance(args.number, int):
+        try:
+            known_grid(runs, args.grid)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "table":
         grid = build(args.number, runs, args.profile) if isinstance(args.number, int) else \
             grid_table(runs, args.grid, args.profile, args.number)

@@ -330,9 +330,27 @@ def grid_name(path_or_name: str) -> str:
             raise ValueError(f"grid file not found: {path}")
         import yaml
 
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a grid file holds a mapping (name:, base:, blocks:, ...), not a {type(data).__name__}")
         return str(data.get("name") or path.stem)
     return path_or_name
+
+
+def known_grid(runs: RunSet, name: str) -> None:
+    """A grid named on the command line must be one the records or manifests know; a misspelled
+    name is a one-line ValueError with the closest known one, not an empty table."""
+    known = {c.get("experiment") for run in runs.runs for c in run.cells()} | {e for e, _ in runs.manifests}
+    if name in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(str(k) for k in known) + [f"table{n}" for n in TABLES], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"no runs or manifest of a grid named {name!r} in these results{hint}")
 
 
 def choose_profile(runs: RunSet, number: int) -> str:

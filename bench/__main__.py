@@ -1,5 +1,4 @@
-import sys
-
+from core.console import run_command
 from bench.cli import main
 
-sys.exit(main())
+run_command(main)

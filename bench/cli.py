@@ -17,7 +17,10 @@ comparable.
   i.e. Table 1's ResNet-50 runs at 15 %), each against the dense network of its own config.
 
 The JSON (`results/bench/<device>.json`) holds the device, library versions, date and every
-figure; `python -m analysis table 10` reads its time and memory rows from it.
+figure; `python -m analysis table 10` reads its time and memory rows from it. Only a run of every
+method writes it: a narrowed one (`--methods`) writes `<out>/partial/<device>-<methods>.json`,
+so it never replaces the measured rows Table 10 reads. Arguments are checked before any work
+(exit status 2 and one line on a bad one).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from tqdm import tqdm
 
 from core.engine import resolve_device
 from core.env import environment, size_threads
+from core.errors import ConfigError
 
 RUN_CHOICES = ("table10", "all", "none")
 
@@ -132,6 +136,22 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
     return dense_rows, rows
 
 
+def check_arguments(args: argparse.Namespace, methods: list[str], known: tuple[str, ...] | list[str]) -> None:
+    """The command line's values, before any measurement (a bad one would fail minutes later)."""
+    unknown = sorted(set(methods) - set(known))
+    if unknown or not methods:
+        what = f"unknown method {unknown[0]!r}" if unknown else "no method named"
+        raise ConfigError(f"--methods: {what}; choose from {', '.join(known)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: no CUDA device is available here; use cpu or auto")
+    if args.steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {args.steps}")
+    if args.warmup < 0:
+        raise ConfigError(f"--warmup must be 0 or more, got {args.warmup}")
+    if not 0 < args.target < 1:
+        raise ConfigError(f"--target must be in (0, 1): a pruning method's FLOPs target, got {args.target}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.inference import TARGETS, relative_to
     from bench.training import METHODS
@@ -148,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/bench", help="folder of the JSON")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        print(f"error: unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}", file=sys.stderr)
+    try:
+        check_arguments(args, methods, METHODS)
+        device = resolve_device(args.device)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    device = resolve_device(args.device)
     size_threads()  # what each measuring process also sets: recorded as "threads"
     env = environment(device)
     started = time.perf_counter()
@@ -190,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "training": training, "inference": inference, "exported_dense": exported_dense, "exported": exported,
         "wall_s": time.perf_counter() - started,
     }
-    out = Path(args.out) / f"{device_slug(env)}.json"
+    complete = methods == list(METHODS)
+    out = Path(args.out) / (f"{device_slug(env)}.json" if complete else f"partial/{device_slug(env)}-{'-'.join(methods)}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print_summary(result, args.steps)

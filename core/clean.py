@@ -4,8 +4,11 @@ A run folder is disposable when its record or its config says `profile: smoke` (
 `python -m core run` demo and every smoke-profile grid), or when a smoke-profile manifest
 (`results/experiments/<name>-smoke.json`, written by `python -m experiments`) lists it (a
 cell queued but not started has neither yet). Paper-profile and custom runs stay, whatever
-their experiment. Attempts that reruns set aside (`results/attempts/`) go by the same rule.
-Standard library only: `make clean` also removes the venv.
+their experiment. Attempts that reruns set aside (`results/attempts/`) go by the same rule. So
+do the views rendered from smoke runs (`tables/*-smoke.*`, `figures/*-smoke.*`,
+`claims-smoke.md`), and the report (`report.md`, `report.html`) once any run it may show is
+removed: `make report` renders it again from the runs that are left. Standard library only:
+`make clean` also removes the venv.
 
     python -m core.clean [RESULTS] [--dry-run]
 """
@@ -41,6 +44,16 @@ def disposable_manifests(results: Path) -> list[Path]:
     return sorted(p for profile in DISPOSABLE_PROFILES for p in (results / "experiments").glob(f"*-{profile}.json"))
 
 
+def disposable_views(results: Path, runs_removed: bool) -> list[Path]:
+    """Tables, figures and claims rendered from the smoke profile; the report when runs go."""
+    views = [p for profile in DISPOSABLE_PROFILES
+             for p in [*results.glob(f"tables/*-{profile}.*"), *results.glob(f"figures/*-{profile}.*"),
+                       *results.glob(f"claims-{profile}.md")]]
+    if runs_removed:
+        views += [p for p in (results / "report.md", results / "report.html") if p.exists()]
+    return sorted(views)
+
+
 def disposable_runs(results: Path) -> list[Path]:
     """Run folders the demo and the smoke profile wrote (see the module docstring)."""
     folders = {f for f in (results / "runs").glob("*/*") if f.is_dir() and profile_of(f) in DISPOSABLE_PROFILES}
@@ -65,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     args = parser.parse_args(argv)
     results = Path(args.results)
-    doomed = disposable_runs(results) + disposable_manifests(results)
+    runs = disposable_runs(results)
+    doomed = runs + disposable_manifests(results) + disposable_views(results, bool(runs))
     verb = "would remove" if args.dry_run else "removing"
     for path in doomed:
         print(f"{verb} {path}")

@@ -13,8 +13,11 @@ import argparse
 import sys
 import textwrap
 
+from pathlib import Path
+
 from core.config import demo_overrides, describe_fields, load
-from core.errors import SuiteError
+from core.errors import ConfigError, SuiteError
+from core.files import writable_folder
 
 
 def _options_help() -> str:
@@ -66,7 +69,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     run.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config file (repeatable)")
     run.add_argument("--dry-run", action="store_true", help="print the resolved config and run folder, train nothing")
+    run.add_argument("--rerun", action="store_true",
+                     help="a finished run (of another code version, say) is set aside (results/attempts/) and trained afresh")
     return parser
+
+
+def _set_aside_finished(run_dir) -> bool:
+    """`--rerun`: move a finished attempt aside under the run's lease; False when another process
+    holds it (one line names it)."""
+    from core.lease import LeaseHeld
+
+    if run_dir.status() != "done":
+        return True
+    try:
+        lease = run_dir.take_lease()
+    except LeaseHeld as exc:
+        print(str(exc), file=sys.stderr)
+        return False
+    with lease:
+        moved = run_dir.set_aside("rerun")
+    print(f"{run_dir.path}: the finished attempt is set aside in {moved}; training it afresh")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         from core.records import RunDir
 
         run_dir = RunDir.for_config(cfg)
+        if (problem := writable_folder(Path(cfg.output_root))) is not None:
+            raise ConfigError(f"output_root={cfg.output_root}: {problem}")
         if args.dry_run:
             from core.config import to_yaml
 
@@ -86,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         prepare_dataset(cfg.data)
         from core.engine import RunInterrupted, run
         from core.env import size_threads
+
+        if args.rerun and not _set_aside_finished(run_dir):
+            return 3
 
         size_threads()  # the CPUs this process may use, not every core of the machine
 

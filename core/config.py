@@ -200,8 +200,25 @@ def load(overrides: Iterable[str] = (), files: Iterable[str | Path] = ()) -> Run
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        layers.append((OmegaConf.load(path), str(path)))
+        layers.append((read_config_file(path), str(path)))
     return resolve(compose(layers, overrides))
+
+
+def read_config_file(path: Path) -> DictConfig:
+    """A YAML config file's mapping of keys; a file that does not parse, or whose top level is
+    not a mapping, is a one-line ConfigError naming it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping of keys (model:, train:, ...), not a "
+                          f"{type(data).__name__}")
+    return OmegaConf.create(data)
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -356,7 +373,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
     p = cfg.prune
     entry = PRUNERS.get(p.method)
-    _check(0 < p.flops_target <= 1, f"prune.flops_target must be in (0, 1], got {p.flops_target}")
+    problem = flops_target_problem("prune.flops_target", p.flops_target, pruning=getattr(entry.factory, "prunes", False))
+    _check(problem is None, problem or "")
     _check_choice("prune.flops_scope", p.flops_scope, FLOPS_SCOPES)
     _check_choice("prune.attention", p.attention, ATTENTION_UNITS)
     _check(p.decide_after_epochs is None or p.decide_after_epochs >= 0,
@@ -367,6 +385,18 @@ def resolve(cfg: RunConfig) -> RunConfig:
         check(cfg)
     _check_buildable(cfg)
     return cfg
+
+
+def flops_target_problem(key: str, value: float, pruning: bool) -> str | None:
+    """The one rule for a FLOPs target, as every entry point words it: the share of the dense
+    FLOPs to keep, in (0, 1) for a pruning method (1 is the dense network itself) and in (0, 1]
+    for dense training. None when `value` keeps it."""
+    if pruning and not 0 < value < 1:
+        return (f"{key} must be in (0, 1) for a pruning method, the share of the dense FLOPs to keep "
+                f"(1 is the dense network: prune.method=dense), got {value}")
+    if not 0 < value <= 1:
+        return f"{key} must be in (0, 1], the share of the dense FLOPs to keep, got {value}"
+    return None
 
 
 def _check_buildable(cfg: RunConfig) -> None:

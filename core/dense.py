@@ -21,6 +21,8 @@ from core.pruner import PRUNERS, Pruner, StepResult, TrainContext, supervised_ba
 class DensePruner(Pruner):
     """No pruning: train the dense network (the 'unpruned' accuracy of each table)."""
 
+    prunes = False  # (`scratch`, which trains a given architecture, inherits this)
+
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
         super().__init__(model, ctx)
         self.model = model.to(ctx.device)

@@ -31,6 +31,21 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def writable_folder(folder: Path) -> str | None:
+    """Why `folder` (existing or not) cannot hold run folders, or None when it can: a folder is
+    made and removed in it, or in its nearest existing parent, so nothing is left behind."""
+    probe = Path(folder).expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".s2h-write-check-"))
+    except OSError as exc:
+        return f"cannot write in {probe}: {exc.strerror or exc}"
+    return None
+
+
 def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
@@ -76,9 +91,14 @@ def append_jsonl(path: Path, entry: dict[str, Any]) -> None:
         os.close(fd)
 
 
+_WARNED_TORN: set[tuple[str, int]] = set()  # (path, size) of torn line logs already reported
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The entries of a line log; an unterminated last line that does not parse (a write cut
-    short) is dropped with a warning. A damaged line elsewhere raises: that is not a crash."""
+    short) is dropped with a warning, once per file and size however often it is read (a report
+    reads a run's log for several tables and figures). A damaged line elsewhere raises: that is
+    not a crash."""
     if not path.exists():
         return []
     text = path.read_text()
@@ -91,7 +111,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             entries.append(json.loads(line))
         except json.JSONDecodeError:
             if i == len(lines) - 1:  # no newline after it: the last write did not finish
-                warnings.warn(f"{path}: dropping an unterminated last line ({len(line)} characters)", stacklevel=2)
+                if (str(path), len(text)) not in _WARNED_TORN:
+                    _WARNED_TORN.add((str(path), len(text)))
+                    warnings.warn(f"{path}: dropping an unterminated last line ({len(line)} characters)", stacklevel=2)
                 continue
             raise ValueError(f"{path}: line {i + 1} is not JSON") from None
     return entries

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.config import RunConfig
+from core.config import RunConfig, flops_target_problem
 from core.decisions import Decision
 from core.errors import ConfigError
 from core.regime import PlannedDecision, plan_breaks
@@ -68,9 +68,11 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoot
 
 
 def check_pruning_target(cfg: RunConfig) -> None:
-    """A pruning method needs something to prune: a FLOPs target below 1."""
-    if cfg.prune.flops_target >= 1:
-        raise ConfigError(f"prune.method={cfg.prune.method} needs prune.flops_target < 1 (prune.method=dense keeps everything)")
+    """A pruning method needs something to prune: a FLOPs target below 1 (one rule and message:
+    `core.config.flops_target_problem`)."""
+    problem = flops_target_problem("prune.flops_target", cfg.prune.flops_target, pruning=True)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def supervised_backward(
@@ -90,6 +92,8 @@ def supervised_backward(
 
 class Pruner(ABC):
     """Base class of every method: see the module docstring for the protocol."""
+
+    prunes = True  # whether the method removes anything (its FLOPs target must then be below 1)
 
     def __init__(self, model: nn.Module, ctx: TrainContext) -> None:
         self.ctx = ctx

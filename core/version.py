@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSION_LENGTH = 12
 # Modules that do not take part in computing a run's numbers (paths relative to ROOT).
 NOT_RESULTS = frozenset({
-    "core/__main__.py", "core/cli.py", "core/clean.py", "core/lease.py", "core/version.py",
+    "core/__main__.py", "core/cli.py", "core/clean.py", "core/console.py", "core/lease.py", "core/version.py",
     "core/groups/__main__.py", "core/groups/cli.py", "core/regime.py", "method/api.py",
 })
 

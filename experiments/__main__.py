@@ -1,5 +1,4 @@
-import sys
-
+from core.console import run_command
 from experiments.cli import main
 
-sys.exit(main())
+run_command(main)

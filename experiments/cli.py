@@ -16,8 +16,9 @@ folder's lease says by whom; a SLURM job whose state `squeue` cannot tell is lef
 failed cells unless `--rerun failed`; submits the rest and prints where each went. `--rerun
 stale|failed|all` first moves the earlier attempts aside (kept under `<output-root>/attempts/`).
 A cell is stale when its record comes from another code version than this checkout's
-(`core.version`); `status` flags those. It also writes `<output_root>/experiments/<name>-<profile>.json`,
-the list of the experiment's cells and run folders that the analysis reads. `--where
+(`core.version`); `status` flags those. A run (not `status`, not `--dry-run`, which write
+nothing) also writes `<output_root>/experiments/<name>-<profile>.json`, the list of the
+experiment's cells and run folders that the analysis reads. `--where
 model.name=resnet50` runs only the cells with that label or config value (and the runs they
 read; `--where prune.flops_target=0.15,0.55,1.0`: any of these values); the manifest still lists
 the whole grid, so the tables show what is missing.
@@ -105,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         expansions = []
         for name in [n for n in args.name.split(",") if n]:
             expansions.append(expand(name, args.profile, args.overrides, args.sweep, args.output_root))
-            _write_manifest(expansions[-1], args.output_root)
         where = _where(args.where)
         if args.command == "status":
             return max(_status(expansion, where) for expansion in expansions)
@@ -260,9 +260,10 @@ def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse
     if settings is not None and todo:
         print(f"slurm settings: {describe(settings)}")
     _check_datasets(todo)
-    if not args.dry_run:
+    if not args.dry_run:  # a command that only reads (status, --dry-run) writes nothing
         for expansion in expansions:
-            _label_runs(expansion)
+            _write_manifest(expansion, args.output_root)
+            _label_runs(expansion, seen)
     if not todo or args.dry_run:
         for cell in todo:
             print(f"  would run {cell.experiment} {cell.describe()} -> {cell.run_dir.path}")
@@ -308,11 +309,13 @@ def _set_aside(cell: Any, state: Any) -> tuple[bool, Path | None]:
     return True, moved
 
 
-def _label_runs(expansion: Expansion) -> None:
-    """Tell each run which cell of this grid it fills (its labels), for the analysis: a reused run
-    (Table 5's row 2 is Table 1's run) gets a line per grid that has it."""
+def _label_runs(expansion: Expansion, chosen: set[Path]) -> None:
+    """Tell each run of the chosen cells (`--where`'s, with the runs they read) which cell of this
+    grid it fills (its labels), for the analysis: a reused run (Table 5's row 2 is Table 1's run)
+    gets a line per grid that has it. Cells left out get no folder."""
     for cell in expansion.cells:
-        cell.run_dir.add_cell(expansion.experiment.name, expansion.profile, cell.labels)
+        if cell.run_dir.path in chosen:
+            cell.run_dir.add_cell(expansion.experiment.name, expansion.profile, cell.labels)
 
 
 def _check_datasets(cells: list[Any]) -> None:

@@ -284,7 +284,22 @@ def expand(
         cell = Cell(exp.name, labels, merged, _cell_overrides(overrides, merged), needs=needs)
         cell.cfg = _build(cell, profile, output_root, where, validate)
         cells.append(cell)
+    _check_method_prefixes(exp, overrides, {str(c.layers.get("prune.method", "dense")) for c in cells})
     return Expansion(exp, profile, cells, list(extra.values()))
+
+
+def _check_method_prefixes(exp: Experiment, overrides: list[str], methods: set[str]) -> None:
+    """A `method:key=value` override whose method no cell of the grid has would silently apply to
+    nothing (a misspelled `s2hprunr:`): a one-line error naming the grid's methods instead."""
+    for item in overrides:
+        head, sep, _ = item.partition(":")
+        if sep and "=" not in head and head not in methods:
+            import difflib
+
+            close = difflib.get_close_matches(head, sorted(methods), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{item}: no cell of {exp.name} has prune.method={head}{hint}; its methods: "
+                              f"{', '.join(sorted(methods))}")
 
 
 def profile_seeds(profile: str) -> int:

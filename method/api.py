@@ -53,6 +53,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from core.config import flops_target_problem
 from core.errors import ConfigError
 from core.groups import discover_groups, slim
 from core.records import resolve_run
@@ -80,8 +81,8 @@ class S2HPruning:
                  flops_scope: str = "network", label_smoothing: float = 0.0, include_stem: bool = False,
                  keep: Iterable[str] = (), attention: str = "auto", model_name: str | None = None,
                  width: float = 1.0, **options: Any) -> None:
-        if not 0 < flops_target < 1:
-            raise ValueError(f"flops_target must be in (0, 1), got {flops_target}")
+        if (problem := flops_target_problem("flops_target", flops_target, pruning=True)) is not None:
+            raise ValueError(problem)
         self.options = _options(options)
         self.model = model
         device = next(model.parameters()).device

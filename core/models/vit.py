@@ -51,6 +51,9 @@ def vit_patch_size(image_size: int, requested: Optional[int]) -> int:
 def vit(num_classes: int, image_size: int, width: float, options: ViTOptions) -> nn.Module:
     """ViT-Lee2021 (timm; 192-d, depth 9, 12 heads, MLP ratio 2, patch 4 at 32 px)."""
     patch = vit_patch_size(image_size, options.patch_size)
+    if patch < 1:
+        raise ConfigError(f"vit: image size {image_size} is too small for the default patch (image size / 8); "
+                          "set model.options.patch_size or a larger data.image_size")
     if image_size % patch:
         raise ConfigError(f"vit: image size {image_size} is not a multiple of the patch size {patch}")
     return VisionTransformer(

@@ -541,6 +541,23 @@ def test_records_from_disk_and_cli(tmp_path, capsys):
     assert (tmp_path / "tables" / "table9-smoke.tex").exists() and (tmp_path / "tables" / "table1-paper.md").exists()
 
 
+def test_an_unreadable_record_is_named_in_its_tables_footer(tmp_path):
+    from analysis.render import render
+
+    torn = tmp_path / "runs" / "table1" / "torn"
+    torn.mkdir(parents=True)
+    (torn / "record.json").write_text('{"status": "do')
+    elsewhere = tmp_path / "runs" / "table5" / "reused"  # a run of another grid, labelled for Table 1 too
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "record.json").write_text("[]")
+    (elsewhere / "cells.jsonl").write_text(json.dumps({"experiment": "table1", "profile": "paper", "labels": {}}) + "\n")
+    runs = load_runs(tmp_path)
+    text = render(build(1, runs, "paper"), "md")
+    assert "Unreadable records (their cells count as missing" in text
+    assert f"{torn} (JSONDecodeError" in text and f"{elsewhere} (record.json is not a JSON object)" in text
+    assert "Unreadable" not in render(build(9, runs, "paper"), "md")
+
+
 def test_table10_time_and_memory_rows_from_the_benchmark():
     runs = in_memory([record("table1", "rst_s", top1=75.0, metrics={"epoch_time_s": 1.0, "peak_mem_mb_infer": 9.0},
                              also=[("table10", {"method": "rst_s", "schedule": "1x"})])])

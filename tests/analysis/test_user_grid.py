@@ -47,3 +47,25 @@ def test_a_users_grid_renders_from_its_runs_labels(tmp_path, capsys):
     assert "Produce them with: python -m experiments run mine --profile smoke" in out
     assert "missing: mine prune.flops_target=0.3" in out
     assert analysis_main(["table", str(Path(tmp_path / "nope.yaml")), "--results", root]) == 2
+
+
+def test_a_misspelled_or_malformed_grid_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "malformed.yaml").write_text("blocks: [\n")
+    (tmp_path / "list.yaml").write_text("- product: {seed: [0, 1]}\n")
+    for grid, needle in (("tabel1", "no runs or manifest of a grid named 'tabel1' in these results (did you mean "
+                                    "'table1'?)"),
+                         ("malformed.yaml", "malformed.yaml: not valid YAML"),
+                         ("list.yaml", "list.yaml: a grid file holds a mapping")):
+        assert analysis_main(["table", grid, "--results", str(tmp_path / "results")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.yaml", "malformed.yaml"]
+
+
+def test_a_misspelled_method_prefix_is_refused_before_anything(tmp_path, capsys):
+    assert experiments_main(["run", "table1", "s2hprunr:prune.options.mask_lr=1", "--dry-run",
+                             "--output-root", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no cell of table1 has prune.method=s2hprunr (did you mean 's2hpruner'?)" in err[0]
+    assert not (tmp_path / "results").exists()

@@ -143,3 +143,46 @@ def test_cpu_inference_memory_is_the_peak_of_the_live_tensors():
     image, hidden = 4 * 64 * 3 * 8 * 8, 4 * 64 * 8 * 8 * 8
     # The peak is the ReLU's output written beside the first convolution's, both beside the input.
     assert kind == "cpu_tensor_peak" and mb * 2**20 == weights + image + 2 * hidden
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--steps", "-1"], "--steps must be at least 1"),
+    (["--warmup", "-2"], "--warmup must be 0 or more"),
+    (["--target", "0"], "--target must be in (0, 1)"),
+    (["--target", "1"], "--target must be in (0, 1)"),
+    (["--methods", "dense,s2hprunr"], "unknown method 's2hprunr'"),
+])
+def test_bad_arguments_are_one_line_before_any_measurement(capsys, monkeypatch, argv, needle):
+    from bench import cli
+
+    monkeypatch.setattr(cli, "in_fresh_process", lambda *a: pytest.fail("measured despite a bad argument"))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0]
+
+
+def test_a_narrowed_benchmark_writes_beside_the_complete_one(tmp_path, monkeypatch):
+    """`--methods dense` must not replace the JSON Table 10 reads (it would drop the other rows)."""
+    from bench import cli
+    from bench.training import METHODS
+
+    def fake(module, args):
+        if module == "bench.training":
+            return {"method": args[0], "step_s": [1.0], "step_s_median": 1.0, "measured_steps": 1, "epoch_s": 782.0,
+                    "peak_mem_mb_train": 10.0, "memory_kind": "rss"}
+        return {"network": args[0], "flops": 100, "latency_ms_b1": 1.0, "latency_ms_b64": 1.0,
+                "peak_mem_mb_infer": 1.0}
+
+    monkeypatch.setattr(cli, "in_fresh_process", fake)
+    monkeypatch.setattr(cli, "print_summary", lambda *a: None)
+    out = tmp_path / "bench"
+    slug = device_slug(cli.environment(torch.device("cpu")))
+    complete = out / f"{slug}.json"
+    complete.parent.mkdir(parents=True)
+    complete.write_text("the complete benchmark\n")
+    argv = ["--device", "cpu", "--steps", "1", "--runs", "none", "--out", str(out)]
+    assert cli.main([*argv, "--methods", "dense"]) == 0
+    assert complete.read_text() == "the complete benchmark\n"
+    assert (out / "partial" / f"{slug}-dense.json").exists()
+    assert cli.main([*argv, "--methods", ",".join(METHODS)]) == 0
+    assert complete.read_text() != "the complete benchmark\n"  # a run of every method writes it

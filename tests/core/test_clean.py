@@ -36,6 +36,12 @@ def test_clean_keeps_paper_and_custom_runs_and_removes_the_smoke_ones(tmp_path):
     for attempt, profile in ((smoke_attempt, "smoke"), (paper_attempt, "paper")):
         attempt.mkdir(parents=True)
         (attempt / "record.json").write_text(json.dumps({"status": "failed", "profile": profile}))
+    views = [results / "figures" / "fig3-smoke.png", results / "tables" / "table1-smoke.md", results / "claims-smoke.md",
+             results / "report.md", results / "report.html"]
+    kept_views = [results / "figures" / "fig3-mini.png", results / "tables" / "table1-paper.md", results / "claims-mini.md"]
+    for view in views + kept_views:
+        view.parent.mkdir(parents=True, exist_ok=True)
+        view.write_text("rendered")
     manifests = results / "experiments"
     manifests.mkdir()
     for profile, folders in (("smoke", [smoke, queued]), ("paper", [paper])):
@@ -47,9 +53,10 @@ def test_clean_keeps_paper_and_custom_runs_and_removes_the_smoke_ones(tmp_path):
     assert smoke.exists() and f"would remove {queued}" in listed  # a dry run removes nothing
     out = subprocess.run([sys.executable, "-m", "core.clean", str(results)], cwd=PROJECT, capture_output=True,
                          text=True, check=True).stdout
-    for gone in (smoke, demo, queued, manifests / "table1-smoke.json", smoke_attempt):
+    for gone in (smoke, demo, queued, manifests / "table1-smoke.json", smoke_attempt, *views):
         assert not gone.exists() and f"removing {gone}" in out
-    assert all(f.exists() for f in (paper, custom, custom_interrupted, manifests / "table1-paper.json", paper_attempt))
+    assert all(f.exists() for f in (paper, custom, custom_interrupted, manifests / "table1-paper.json", paper_attempt,
+                                    *kept_views))
     assert "kept run folders: 2 custom, 1 paper" in out
 
 

@@ -30,6 +30,7 @@ def _error_line(capsys, *argv: str) -> str:
         (["trian.epochs=3"], ["trian"]),
         (["train.batch_size=big"], ["train.batch_size", "big"]),
         (["prune.flops_target=1.2"], ["prune.flops_target", "(0, 1]"]),
+        (["prune.method=otov2", "prune.flops_target=1.0"], ["prune.flops_target must be in (0, 1) for a pruning method"]),
         (["prune.flops_target=0"], ["prune.flops_target"]),
     ],
 )
@@ -37,6 +38,29 @@ def test_bad_input_is_one_line_and_exit_status_2(capsys, argv, needles):
     line = _error_line(capsys, *argv)
     for needle in needles:
         assert needle in line
+
+
+def test_malformed_files_too_small_images_and_unwritable_output_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, here or under results/
+    malformed, listed = tmp_path / "malformed.yaml", tmp_path / "list.yaml"
+    malformed.write_text("model: [resnet50\n")
+    listed.write_text("- model.name=vit\n- train.epochs=1\n")
+    assert "not valid YAML" in _error_line(capsys, "--config", str(malformed))
+    assert "holds a mapping of keys" in _error_line(capsys, "--config", str(listed))
+    assert "too small for the default patch" in _error_line(
+        capsys, "data.name=synthetic", "data.image_size=7", "model.name=vit", "--dry-run")
+    assert "output_root=/proc/forbidden: cannot write in /proc" in _error_line(capsys, "output_root=/proc/forbidden")
+    assert "for a pruning method" in _error_line(capsys, "prune.method=s2hpruner", "prune.flops_target=1.5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.yaml", "malformed.yaml"]
+
+
+def test_a_closed_pipe_ends_a_command_quietly(tmp_path):
+    """`python -m experiments run --dry-run | head -1`: no BrokenPipeError, SIGPIPE's status."""
+    pipe = subprocess.run(f"{sys.executable} -m experiments run table1 --dry-run --output-root {tmp_path} | head -1; "
+                          "echo status ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", cwd=PROJECT,
+                          capture_output=True, text=True, timeout=120)
+    assert "table1 (smoke profile)" in pipe.stdout and "status 141" in pipe.stdout
+    assert "Traceback" not in pipe.stderr and "BrokenPipeError" not in pipe.stderr, pipe.stderr
 
 
 def test_missing_dataset_folder_with_download_off(capsys, tmp_path):
@@ -75,3 +99,24 @@ def test_cli_runs_and_exit_codes(tmp_path, tiny_args):
     assert second.returncode == 0 and "already done" in second.stdout and "epoch 1/1" not in second.stderr
     failed = subprocess.run([sys.executable, *args, "train.lr=1e30"], cwd=PROJECT, capture_output=True, text=True)
     assert failed.returncode == 1 and "non-finite training loss" in failed.stdout
+
+
+def test_a_stale_run_says_so_and_rerun_trains_it_afresh(tmp_path, tiny_args, capsys):
+    import json
+
+    args = ["run", *tiny_args("train.epochs=1")]
+    assert main(args) == 0
+    record_path = next((tmp_path / "results" / "runs").glob("*/*/record.json"))
+    record = json.loads(record_path.read_text())
+    record["code"]["version"] = "0ld"
+    record_path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "already done" in out and "stale: code 0ld, this checkout" in out and "--rerun" in out
+    assert main([*args, "--rerun"]) == 0
+    out = capsys.readouterr().out
+    assert "set aside in" in out and "done: top1" in out
+    assert json.loads(record_path.read_text())["code"]["version"] != "0ld"
+    aside = list((tmp_path / "results" / "attempts").glob("*/*/*-rerun/record.json"))
+    assert len(aside) == 1 and json.loads(aside[0].read_text())["code"]["version"] == "0ld"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl
@@ -29,3 +31,25 @@ def test_rewrite_replaces_the_whole_log(tmp_path):
     assert path.read_text() == '{"step": 0}\n{"step": 1}\n'
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
     assert read_jsonl(tmp_path / "absent.jsonl") == []
+
+
+def test_a_torn_line_is_reported_once_however_often_the_log_is_read(tmp_path):
+    import warnings
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"epoch": 1}\n{"epo')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):  # a report reads a run's log for several tables and figures
+            assert read_jsonl(path) == [{"epoch": 1}]
+    assert len(caught) == 1 and "unterminated last line" in str(caught[0].message)
+
+
+def test_writable_folder_makes_and_removes_a_probe(tmp_path):
+    from core.files import writable_folder
+
+    assert writable_folder(tmp_path / "not" / "yet") is None and not (tmp_path / "not").exists()
+    assert list(tmp_path.iterdir()) == []
+    assert "cannot write in /proc" in writable_folder(Path("/proc/forbidden"))
+    (tmp_path / "file").write_text("")
+    assert writable_folder(tmp_path / "file" / "below") == f"{tmp_path / 'file'} is not a folder"

@@ -80,7 +80,7 @@ def test_several_grids_make_one_queue_with_shared_runs_once(capsys, tmp_path):
     # Table 6's Alt 1 and Alt 2 at three seeds, Table 9's seed 3, and Table 1's three 15 % runs that
     # both reuse (Table 9's seeds 0-2), once
     assert "table6,table9 (mini profile): 10 cells" in out and out.count("would run") == 10
-    assert all((tmp_path / "experiments" / f"{n}-mini.json").exists() for n in ("table6", "table9"))
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # a dry run writes nothing
 
 
 def test_makefile_claims_runs_the_grids_the_claims_read():

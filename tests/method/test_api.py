@@ -261,6 +261,15 @@ def test_loop_options_are_honoured(small_cnn, tmp_path):
     assert target.widths == source.widths
 
 
+def test_a_target_outside_the_pruning_range_is_the_command_lines_message(small_cnn):
+    from core.config import flops_target_problem
+
+    with pytest.raises(ValueError) as refused:
+        S2HPruning(small_cnn(), torch.zeros(1, 3, SIZE, SIZE), flops_target=1.5)
+    assert str(refused.value) == flops_target_problem("flops_target", 1.5, pruning=True)
+    assert "must be in (0, 1) for a pruning method" in str(refused.value)
+
+
 def test_what_the_api_cannot_honour_is_refused(small_cnn, tmp_path):
     with pytest.raises(ConfigError, match="unknown option 'mask_lrr'"):
         _pruning(small_cnn(8), mask_lrr=1.0)
