@@ -40,6 +40,7 @@ from tqdm import tqdm
 from core import distributed
 from core.checkpoint import rng_state, save_torch, set_rng_state
 from core.config import RunConfig, to_dict
+from core.curves import Curves
 from core.data.loaders import DataBundle, build_data
 from core.decisions import DecisionLog
 from core.env import environment
@@ -61,7 +62,7 @@ from core.pruner import PRUNERS, Pruner, TrainContext
 from core.lease import Lease, LeaseHeld
 from core.records import RunDir, run_id, setting_id
 from core.seeding import seed_everything
-from core.version import code_version, packages_of
+from core.version import code_version, packages_of, staleness
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -154,6 +155,24 @@ def evaluate(net: nn.Module, data: DataBundle, device: torch.device, progress: b
     return 100.0 * correct / max(total, 1)
 
 
+# Training batches the exported network's train loss is measured on (the working regime's last clause)
+EXPORT_LOSS_BATCHES = 8
+
+
+def train_loss(net: nn.Module, data: DataBundle, device: torch.device, epoch: int) -> float:
+    """Cross-entropy of `net` (eval mode) on the first EXPORT_LOSS_BATCHES training batches of
+    `epoch`'s order, without touching the training RNG: the loss of the network a run exports,
+    whatever the method trained it on (S2HPruner's step reports its soft network's loss)."""
+    total = seen = 0.0
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices), eval_mode(net), torch.no_grad():
+        for images, labels in itertools.islice(data.train_loader(epoch, 0), EXPORT_LOSS_BATCHES):
+            images, labels = images.to(device), labels.to(device)
+            total += float(torch.nn.functional.cross_entropy(net(images), labels, reduction="sum"))
+            seen += labels.shape[0]
+    return total / max(seen, 1)
+
+
 def _on_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Batches moved to `device`, drawn without touching the training RNG."""
     fork_devices = [device] if device.type == "cuda" else []
@@ -219,7 +238,9 @@ def run(cfg: RunConfig, *, handle_signals: bool = True) -> RunOutcome:
 
 
 def _skip(run_dir: RunDir, record: dict[str, Any]) -> RunOutcome:
-    print(f"{run_dir.path}: already done (top1 {record['metrics'].get('top1', float('nan')):.2f}); nothing to train")
+    stale = staleness(record)
+    print(f"{run_dir.path}: already done (top1 {record['metrics'].get('top1', float('nan')):.2f}); nothing to train"
+          + (f" ({stale}: `python -m core run ... --rerun` trains it afresh)" if stale else ""))
     return RunOutcome("skipped", run_dir, record)
 
 
@@ -360,6 +381,8 @@ class _Training:
         self.code_started = run_code(cfg)["version"]  # the version the run began with
         if run_dir.checkpoint.exists():
             self._resume()
+        # live curves beside the log (rank 0); a resumed run purges what came after its checkpoint
+        self.curves = Curves(run_dir.path, resumed_at=self.global_step, enabled=place.is_main)
 
     @property
     def global_step(self) -> int:
@@ -404,6 +427,12 @@ class _Training:
         )
 
     def train(self, stop: StopRequest) -> None:
+        try:
+            self._train(stop)
+        finally:
+            self.curves.close()
+
+    def _train(self, stop: StopRequest) -> None:
         epochs, progress = self.cfg.train.epochs, self.cfg.progress
         while self.epoch < epochs:
             reset_peak_memory(self.device)
@@ -431,7 +460,11 @@ class _Training:
                     raise NonFiniteLoss(
                         f"non-finite training loss ({loss}) at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}"
                     )
-                self.decisions.observe(loss, self.pruner.take_decisions())
+                announced = self.pruner.take_decisions()
+                self.decisions.observe(loss, announced)
+                self.curves.step(self.global_step + 1, loss)
+                for decision in announced:
+                    self.curves.decision(decision.step, decision.what, self.decisions.running_loss)
                 self.totals["loss"] += loss * labels.shape[0]
                 self.totals["correct"] += _accuracy_counts(result.logits, labels)
                 self.totals["seen"] += labels.shape[0]
@@ -491,6 +524,7 @@ class _Training:
         entry.update(extra)
         if self.place.is_main:
             self.run_dir.append_log(entry)
+            self.curves.epoch(entry)
         self.epoch += 1
         self.step_in_epoch = 0
         self.totals = _fresh_totals()
@@ -534,10 +568,11 @@ class _Training:
                 params=count_params(exported),
             )
             metrics.update(self.pruner.final_metrics())
+            metrics["train_loss_export"] = train_loss(exported, self.data, self.device, cfg.train.epochs)
         record = record_header(cfg, status, self.device, self.started)
         record["metrics"] = metrics
         record["regime"] = self.decisions.regime(self.data.info.num_classes, cfg.train.epochs * self.data.steps_per_epoch,
-                                                 metrics.get("train_loss"))
+                                                 metrics.get("train_loss_export", metrics.get("train_loss")))
         record["cells"] = self.run_dir.cells()  # the table cells grids have given it so far (see RunDir.cells)
         if self.code_started != record["code"]["version"]:
             record["code"]["started_with"] = self.code_started  # resumed across a code change: mixed
