@@ -19,8 +19,9 @@ the run's budget (`budget_split`):
    midpoint of that lower bound and the descent bound |d|^2 |x| / |<x, d>| where it reaches
    the latter. A unit whose new value x_hat has <x_hat, x> < epsilon |x|^2 is projected to
    zero (the half-space step) and stays zero, but no more units than the FLOPs target needs
-   (official: no more than its group-sparsity bound); once the zero units meet the target,
-   the penalty and projection stop and the rest of G_p trains on (official stopping rule);
+   (official: no more than its group-sparsity bound, which at its default 1.0 never binds);
+   once the zero units meet the target, the penalty and projection stop and the rest of G_p
+   trains on (official stopping rule);
 3. plain training with the zero units held at zero. Should phase 2 end before the half-space
    steps met the target, the units of G_p with the smallest |x| are zeroed until it is met
    (a fallback the official code, which has no deadline, never needs); the record counts the

@@ -59,7 +59,7 @@ class RefillOptions:
     # as shipped (baselines/README.md)
     refill: str = "once"
     # the rewind snapshot, as a fraction of the first round's schedule (official: epoch 16 of its
-    # 160, while the learning rate is still high; main_imp_fillback.py)
+    # 160, while the learning rate is still high: the README's main_imp.py command, README.md:57)
     rewind_fraction: float = 0.1
     budget_split: list[float] = field(default_factory=lambda: [0.65, 0.35])  # IMP rounds, retraining
 
@@ -112,8 +112,9 @@ def refill_channels(mask: torch.Tensor, rate: float) -> torch.Tensor:
     m = int(n + (C - n) * rate): the count of the official `remain` rule (pruning_utils.py,
     `prune_model_custom_fillback`: the channels above the max(C - m, 1)-th smallest survivor
     count, plus one at it). Where several channels tie at that threshold the official rule
-    keeps only one of them, chosen at random, so a layer IMP left untouched (every count tied)
-    would shrink to one channel; we keep the count instead (baselines/README.md)."""
+    refills one of them, chosen at random, and leaves the other tied channels with their
+    unstructured rows, which a slimmed network cannot express; we keep the count of whole
+    channels, ties broken by index (baselines/README.md)."""
     per_channel = mask.reshape(mask.shape[0], -1).sum(1)
     c, weights_per_channel = mask.shape[0], mask[0].numel()
     n = float(mask.sum()) / weights_per_channel
