@@ -152,7 +152,7 @@ class Builder:
         if moved:
             grid.notes.append(f"‡: runs made on another set-up than most of this table's ({self.usual}: "
                               f"{self.usual_count} runs); a short CPU run's top-1 can move by more than its seed "
-                              "spread with the torch version, threads or kernels (README, \"The paper's claims\"): "
+                              "spread with the torch version, threads or kernels (analysis/README.md, \"The paper's claims\"): "
                               + "; ".join(moved))
         if regime:
             grid.notes.append(f"{REGIME_MARK}: runs that break {REGIME_RULE}: " + "; ".join(regime))

@@ -367,7 +367,7 @@ def setups(runs: RunSet, profile: str) -> list[tuple[str, int]]:
     """The set-ups (`Run.compute`: torch, device, CPU threads and kernels) the finished runs of the
     claims' grids were made on, with how many runs each, most first. A claim compares runs, and
     `make demo` and `make claims` may run on different days on different hosts: across set-ups a
-    short CPU S2HPruner run's top-1 moves by more than its seeds' spread (README)."""
+    short CPU S2HPruner run's top-1 moves by more than its seeds' spread (analysis/README.md)."""
     found = {run.run_id: run for experiment in CLAIM_EXPERIMENTS
              for run, _ in labelled(runs, experiment, profile) if run.done}
     counts = Counter(run.compute for run in found.values())

@@ -87,7 +87,7 @@ class Run:
         """What the run's numbers depend on besides its code and config: the torch version, the
         device and, on a CPU, the thread count and the instruction set of torch's kernels
         (`env.threads`, `env.cpu_kernels`: a short CPU run's top-1 moves by tens of points with
-        them, README "The paper's claims"). Records from before those fields lack them."""
+        them, analysis/README.md, "The paper's claims"). Records from before those fields lack them."""
         env = self.record.get("env") or {}
         text = f"torch {env.get('torch', '?')}, cuda {env.get('cuda') or 'none'}, {env.get('device', '?')}"
         if not env.get("cuda"):

@@ -55,11 +55,13 @@ def test_malformed_files_too_small_images_and_unwritable_output_are_one_line(cap
 
 
 def test_a_closed_pipe_ends_a_command_quietly(tmp_path):
-    """`python -m experiments run --dry-run | head -1`: no BrokenPipeError, SIGPIPE's status."""
-    pipe = subprocess.run(f"{sys.executable} -m experiments run table1 --dry-run --output-root {tmp_path} | head -1; "
+    """`python -m experiments run --dry-run | head`: no BrokenPipeError, SIGPIPE's status. The
+    reader here (`true`) is gone before the command writes a line (its imports take seconds):
+    `head -1` would leave the rest to the pipe's buffer, and a short output would fit in it."""
+    pipe = subprocess.run(f"{sys.executable} -m experiments run table1 --dry-run --output-root {tmp_path} | true; "
                           "echo status ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", cwd=PROJECT,
                           capture_output=True, text=True, timeout=120)
-    assert "table1 (smoke profile)" in pipe.stdout and "status 141" in pipe.stdout
+    assert "status 141" in pipe.stdout
     assert "Traceback" not in pipe.stderr and "BrokenPipeError" not in pipe.stderr, pipe.stderr
 
 
