@@ -52,7 +52,7 @@ EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 ta
 # `make tables` etc. render the profile most runs have unless PROFILE is given on the command line.
 VIEW_PROFILE = $(if $(filter command line environment,$(origin PROFILE)),--profile $(PROFILE))
 
-.PHONY: help install test test-slow test-all test-slurm demo claims claims-all clean experiments tables figures report bench $(EXPERIMENTS)
+.PHONY: help install test test-slow test-all test-slurm demo claims claims-all clean experiments tables figures report bench gpu-check gpu-wheels $(EXPERIMENTS)
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -109,6 +109,19 @@ figures: install ## draw Figures 3-9 (PNG, PDF) from the records there are into 
 
 report: install ## write results/report.md and results/report.html: every table and figure, environment, missing cells
 	$(PY) -m analysis report $(VIEW_PROFILE)
+
+# What a GPU machine's own PyTorch stack lacks (its image has torch, torchvision, timm, numpy,
+# pandas, scipy, PyYAML, tqdm, tensorboard, cloudpickle): pure-Python wheels, carried to it in .whl/.
+GPU_WHEELS := torch-pruning submitit omegaconf
+# On a GPU machine the suite runs on that machine's python3 (`make gpu-check PY=python3`), not .venv.
+GPU_CHECK_NEEDS = $(if $(filter command line environment,$(origin PY)),,install)
+
+gpu-wheels: install ## wheels of the packages a GPU machine lacks, into .whl/ (bench/README.md: GPU check)
+	rm -rf .whl && $(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -c constraints.txt -w .whl $(GPU_WHEELS)
+	@ls .whl
+
+gpu-check: $(GPU_CHECK_NEEDS) ## on one CUDA GPU, <= 8 min: every method on CUDA, step time and memory, latency, NCCL, two streams (ARGS=--dry-run: the plan)
+	@$(PY) -m bench gpu-check $(ARGS)
 
 bench: install ## benchmarks into results/bench/: each method's training step and memory, slimmed networks' latency, table rendering
 	$(PY) -m bench

@@ -1,6 +1,7 @@
 """`python -m bench`: training cost per method and real inference speed and memory, into results/bench/.
 
     python -m bench [--device auto|cpu|cuda] [--methods dense,s2hpruner] [--runs table10|all|none]
+    python -m bench gpu-check [--dry-run] [--parts methods,training,inference,ddp,streams]
 
 Every measurement runs in a fresh process: a process keeps the memory an earlier network freed
 (on a CPU the training peak is the resident set's), and later networks would run in a warmed,
@@ -136,6 +137,24 @@ def measure_exports(runs: list[Any], device: str, progress: tqdm) -> tuple[list[
     return dense_rows, rows
 
 
+def measure_training_plan(methods: list[str], device: str, warmup: int, steps: int, target: float) -> list[dict[str, Any]]:
+    """Every measurement of `training_plan(methods)`, each in a fresh process (`bench.training`),
+    dense pooled (`pool_dense`) and every row's step as a ratio to dense's."""
+    training = []
+    for method, masks, memory in tqdm(training_plan(methods), desc="training steps", unit="measurement"):
+        row = in_fresh_process("bench.training", [method, "--device", device, "--warmup", str(warmup),
+                                                  "--steps", str(steps), "--target", str(target)]
+                               + ([] if masks is None else ["--masks", masks])
+                               + ([] if memory is None else ["--step-memory", memory]))
+        training.append({"method": method, **({} if masks is None else {"masks": masks}), **row})
+    training = pool_dense(training)
+    dense = next((r for r in training if r["method"] == "dense" and "error" not in r), None)
+    for row in training:
+        if dense is not None and "error" not in row:
+            row["step_ratio_vs_dense"] = row["step_s_median"] / dense["step_s_median"]
+    return training
+
+
 def check_arguments(args: argparse.Namespace, methods: list[str], known: tuple[str, ...] | list[str]) -> None:
     """The command line's values, before any measurement (a bad one would fail minutes later)."""
     unknown = sorted(set(methods) - set(known))
@@ -153,6 +172,11 @@ def check_arguments(args: argparse.Namespace, methods: list[str], known: tuple[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu-check"]:  # the prepared GPU check (bench/gpu_check.py)
+        from bench.gpu_check import main as gpu_check
+
+        return gpu_check(argv[1:])
     from bench.inference import TARGETS, relative_to
     from bench.training import METHODS
 
@@ -178,18 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(device)
     started = time.perf_counter()
 
-    training = []
-    for method, masks, memory in tqdm(training_plan(methods), desc="training steps", unit="measurement"):
-        row = in_fresh_process("bench.training", [method, "--device", device.type, "--warmup", str(args.warmup),
-                                                  "--steps", str(args.steps), "--target", str(args.target)]
-                               + ([] if masks is None else ["--masks", masks])
-                               + ([] if memory is None else ["--step-memory", memory]))
-        training.append({"method": method, **({} if masks is None else {"masks": masks}), **row})
-    training = pool_dense(training)
-    dense = next((r for r in training if r["method"] == "dense" and "error" not in r), None)
-    for row in training:
-        if dense is not None and "error" not in row:
-            row["step_ratio_vs_dense"] = row["step_s_median"] / dense["step_s_median"]
+    training = measure_training_plan(methods, device.type, args.warmup, args.steps, args.target)
 
     runs = exported_runs(args.results, args.runs)
     subjects = ["dense"] + [f"uniform:{target}" for target in TARGETS]

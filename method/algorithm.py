@@ -46,6 +46,7 @@ from method.buckets import bucket_divisors
 from method.options import S2HOptions
 from method.prefix import PrefixMasks
 from method.residual import block_output_groups
+from method.streams import PassStreams
 
 EPS = 1e-12
 
@@ -158,6 +159,8 @@ class S2HState(nn.Module):
         # Seconds per phase of `gradients`, summed over calls, when set to a dict (`make bench` sets
         # it to show where a step's time goes); None, the default, times nothing.
         self.phase_times: dict[str, float] | None = None
+        # the hard pass on a stream of its own beside the soft pass (`streams=two`, Appendix F)
+        self.streams = PassStreams(options.streams)
 
     # ----------------------------------------------------------------------------- networks
 
@@ -242,10 +245,14 @@ class S2HState(nn.Module):
                 self.reorder()
         with self._phase("soft_forward"):
             keep = self.masks.position_keep()
+            # the hard masks come before the soft pass, so that on two streams the hard pass
+            # may start with them while the soft pass runs (`method.streams`)
+            hard_positions = self.masks.hard_positions(keep)
+            hard = self.masks._to_units(hard_positions)
+            self.streams.fork(x.device)
             soft = self.masks._to_units(keep)
             y_s = self.forward_masked(x, soft)
             loss_soft = self._ce(y_s, y)
-        hard_positions = self.masks.hard_positions(keep)
         with self._phase("resource"):
             r = self.resource_loss(hard_positions)
             g_r = _fill(torch.autograd.grad(r, u, allow_unused=True), u)
@@ -261,7 +268,6 @@ class S2HState(nn.Module):
             g_u = fuse(_fill(g_lu, u) if o.g_l_w else None, None)
             return Gradients(g_theta, g_u, loss_soft.detach(), y_s.detach(), parts)
 
-        hard = self.masks._to_units(hard_positions)
         if o.formulation in ("alt1", "alt2"):
             with self._phase("hard_forward"):
                 y_h = self.forward_hard(x, hard)
@@ -294,8 +300,9 @@ class S2HState(nn.Module):
             with self._phase("hard_outputs"), torch.no_grad():
                 y_h_out = self.sliced(x, hard, statistics=not o.g_g_hard_theta)  # type: ignore[misc]
         else:
-            with self._phase("hard_forward"):
+            with self._phase("hard_forward"), self.streams.hard(x, *hard):
                 y_h = self.forward_hard(x, hard)
+            self.streams.join(y_h)
             y_h_out = y_h.detach()
             with self._phase("backward_gap_hard"):
                 g_d1 = list(torch.autograd.grad(gap(y_h, y_s.detach()), theta, allow_unused=True)) if o.g_g_hard_theta else None

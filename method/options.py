@@ -23,6 +23,7 @@ from typing import Optional
 
 from core.errors import ConfigError
 from method.prefix import HARD_RULES, INITS
+from method.streams import STREAMS
 
 FORMULATIONS = ("ours", "alt1", "alt2", "soft_only")
 BALANCES = ("per_group", "global", "none")
@@ -79,6 +80,10 @@ class S2HOptions:
     # one more forward pass without a graph): one graph at the peak, one more hard forward pass.
     # Equal results, so not in the run id
     step_memory: str = field(default="fast", metadata={"result": False})
+    # Appendix F: `two` issues the hard forward pass on a CUDA stream of its own beside the soft
+    # pass (`method.streams`; Algorithm 1 with step_memory=fast only). Off until `python -m bench
+    # gpu-check` has compared it with the sequential step on a GPU. Equal results, not in the run id
+    streams: str = field(default="one", metadata={"result": False})
     recalibrate_bn: bool = True  # recompute BN statistics of evaluated/exported networks
     recalibrate_batches: int = 20  # training batches used for that
     # steps between lines of widths.jsonl (0: only at epoch ends); logging only: not in the run id
@@ -98,6 +103,7 @@ class S2HOptions:
             ("order", self.order, ORDERS),
             ("hard_pass", self.hard_pass, HARD_PASSES),
             ("step_memory", self.step_memory, STEP_MEMORIES),
+            ("streams", self.streams, STREAMS),
         ):
             if value not in choices:
                 raise ConfigError(f"prune.options.{key} must be one of {', '.join(choices)}, got {value!r}")
@@ -116,5 +122,8 @@ class S2HOptions:
         for key in ("reorder_every", "recalibrate_batches", "widths_every", "warmup_epochs"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"prune.options.{key} must be >= 0, got {getattr(self, key)}")
+        if self.streams == "two" and (self.formulation != "ours" or self.step_memory != "fast"):
+            raise ConfigError("prune.options.streams=two overlaps Algorithm 1's soft and hard passes: it needs "
+                              f"formulation=ours and step_memory=fast (got {self.formulation}, {self.step_memory})")
         if self.formulation == "ours" and not (self.g_l_theta or self.g_g_hard_theta or self.g_g_soft_theta):
             raise ConfigError("prune.options: every gradient term of the weights is switched off")
