@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-from analysis.grid import Entry, Grid, Group, Row, Stat
+from analysis.grid import Comparison, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet
 from core.regime import breaks  # standard library only, like core.version
 from core.version import staleness  # standard library only
@@ -114,12 +114,12 @@ class Builder:
         return self.slots[key]
 
     def entry(self, slot: Slot, value: str | Callable[[Run], float | None], paper_value: float | None,
-              decimals: int = 2, scientific: bool = False, flops_mark: bool = False) -> Entry:
+              decimals: int = 2, scientific: bool = False, flops_mark: bool = False) -> Comparison:
         marks = "†" if flops_mark and slot.off_target() else ""
         marks += "§" if slot.stale() else ""
         marks += "‡" if self.elsewhere(slot) else ""
         marks += REGIME_MARK if slot.out_of_regime() else ""
-        return Entry(slot.stat(value), paper_value, decimals, scientific, failed=len(slot.failed) if not slot.done else 0,
+        return Comparison(slot.stat(value), paper_value, decimals, scientific, failed=len(slot.failed) if not slot.done else 0,
                      marks=marks)
 
     def grid(self, title: str, label_columns: list[str], columns: list[str], rows: list[Row],

@@ -1,8 +1,7 @@
 """The shape every rendered table shares: rows of entries, each our statistic beside the paper's.
 
 A table is built once as a `Grid` of numbers and rendered many ways (markdown, tidy CSV, LaTeX,
-HTML) by `analysis.render`; numbers are formatted only there ("format numbers only when
-rendering", DESIGN.md).
+HTML) by `analysis.render`; numbers are formatted only there, so each format shows the same numbers.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ class Stat:
 
 
 @dataclass(frozen=True)
-class Entry:
+class Comparison:
     """One numeric cell: our statistic, the paper's number, and how to print them."""
 
     ours: Stat = Stat()
@@ -89,7 +88,7 @@ class Entry:
         return f"{ours} ({self.paper_text()}{', ' + diff if diff else ''})"
 
 
-Cell = Entry | str
+Cell = Comparison | str
 
 
 @dataclass
@@ -98,7 +97,7 @@ class Group:
 
     label: str
     span: int
-    entry: Entry | None = None  # the dense accuracy the paper prints in this header
+    entry: Comparison | None = None  # the dense accuracy the paper prints in this header
 
 
 @dataclass
@@ -165,13 +164,13 @@ class Grid:
             lines.extend(f"  failed: {what}" for what in self.failed)
         return lines
 
-    def entries(self) -> list[tuple[str, str, Entry]]:
+    def entries(self) -> list[tuple[str, str, Comparison]]:
         """(row label, column label, entry) for every entry, headers' dense entries first."""
         out = [("dense", group.label, group.entry) for group in self.groups if group.entry is not None]
         for row in self.rows:
             label = " ".join(row.labels)
             for index, cell in enumerate(row.cells):
-                if isinstance(cell, Entry):
+                if isinstance(cell, Comparison):
                     out.append((label, self.column_name(index), cell))
         return out
 

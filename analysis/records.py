@@ -1,6 +1,6 @@
 """Run records as the analysis sees them: plain JSON read from `results/runs/*/*/`.
 
-`analysis/` never imports training code (DESIGN.md, "Style we follow"): everything here reads
+`analysis/` never imports training code (analysis/README.md): everything here reads
 (with `core.files`, the standard-library module the engine writes them with) the files the engine wrote (`record.json`, `log.jsonl`, `widths.jsonl`, `architecture.json`)
 with the standard library, so a table renders in milliseconds on a laptop that has no torch.
 """

@@ -11,7 +11,7 @@ import csv
 import html
 import io
 
-from analysis.grid import DASH, Entry, Grid
+from analysis.grid import DASH, Comparison, Grid
 from analysis.tables import rows_of
 
 FORMATS = ("md", "csv", "tex", "html")
@@ -29,8 +29,8 @@ def _header_cells(grid: Grid, entry_text) -> list[str]:
     return names
 
 
-def _cell_text(cell: Entry | str, pm: str = " ± ") -> str:
-    return cell.text(pm) if isinstance(cell, Entry) else cell
+def _cell_text(cell: Comparison | str, pm: str = " ± ") -> str:
+    return cell.text(pm) if isinstance(cell, Comparison) else cell
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -101,8 +101,8 @@ def tex_escape(text: str) -> str:
     return "".join(out)
 
 
-def _tex_cell(cell: Entry | str) -> str:
-    if not isinstance(cell, Entry) or cell.published or cell.paper is None:
+def _tex_cell(cell: Comparison | str) -> str:
+    if not isinstance(cell, Comparison) or cell.published or cell.paper is None:
         return tex_escape(_cell_text(cell))
     diff = cell.diff_text()
     ref = f"({cell.paper_text()}{', ' + diff if diff else ''})"

@@ -6,7 +6,7 @@ from collections import Counter
 
 from analysis import paper
 from analysis.cells import METHODS, Builder, Slot
-from analysis.grid import DASH, Entry, Grid, Row, Stat
+from analysis.grid import DASH, Comparison, Grid, Row, Stat
 from analysis.records import Run, RunSet
 
 
@@ -34,9 +34,9 @@ def table10_exports(runs: RunSet) -> list[Run]:
 
 def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: int) -> Row:
     """`row` with its cells replaced by benchmark values, each beside the paper's number it had."""
-    cells: list[Entry | str] = []
+    cells: list[Comparison | str] = []
     for cell, measured in zip(row.cells, values):
-        cells.append(Entry(Stat(measured), cell.paper if isinstance(cell, Entry) else None, decimals))
+        cells.append(Comparison(Stat(measured), cell.paper if isinstance(cell, Comparison) else None, decimals))
     return Row([label], cells)
 
 
@@ -75,7 +75,7 @@ def table10(runs: RunSet, profile: str) -> Grid:
     once: list[Slot] = []
     for metric, label, field_name, decimals in metrics:
         schedule = "2x" if metric == "top1_2x" else "1x"
-        cells: list[Entry | str] = []
+        cells: list[Comparison | str] = []
         for method in METHODS:
             reference = paper.lookup(10, "value", metric=metric, method=method)
             if schedule == "2x" and method == "s2hpruner":

@@ -20,7 +20,7 @@ from typing import Any, Callable, Hashable
 
 from analysis import paper
 from analysis.cells import FLOPS_TOLERANCE, METHODS, SEED_LABEL, Builder, achieved_ratio, labelled  # noqa: F401
-from analysis.grid import Entry, Grid, Group, Row, Stat
+from analysis.grid import Comparison, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority
 from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
 
@@ -83,7 +83,7 @@ def _benchmark(number: int, runs: RunSet, profile: str, models: tuple[str, ...],
         groups.append(Group(MODEL_NAMES[model], len(TARGETS), entry))
     rows = []
     for method in methods:
-        cells: list[Entry | str] = []
+        cells: list[Comparison | str] = []
         for model in models:
             for target in TARGETS:
                 slot = b.slot((model, method, target), f"table{number} {model} {method} {_percent(target)}", target)
@@ -126,7 +126,7 @@ def table4(runs: RunSet, profile: str) -> Grid:
         numbers = [paper.number(row[k]) for k in ("unpruned_top1", "top1", "top1_drop", "flops_percent",
                                                   "epochs_pruning", "epochs_extra")]
         if row["method"] != "s2hpruner":
-            published = [Entry(paper=v, decimals=0 if i >= 4 else 2, published=True) for i, v in enumerate(numbers)]
+            published = [Comparison(paper=v, decimals=0 if i >= 4 else 2, published=True) for i, v in enumerate(numbers)]
             rows.append(Row([f"{row['method']} (published)"], published))
             continue
         target = float(row["flops_target"])
@@ -181,7 +181,7 @@ def table6(runs: RunSet, profile: str) -> Grid:
     for row in paper.rows(6):
         formulation = row["formulation"]
         slot = b.slot(formulation, f"table6 {formulation}", 0.15)
-        cells: list[Entry | str] = [
+        cells: list[Comparison | str] = [
             b.entry(slot, "gap_js", paper.number(row["js"]), scientific=True),
             b.entry(slot, "gap_l2", paper.number(row["l2"]), scientific=True),
             b.entry(slot, "top1_original", paper.number(row["top1_original"])),
@@ -216,8 +216,8 @@ def table7(runs: RunSet, profile: str) -> Grid:
             epochs = _by_profile(labels["train.epochs"])
             if profile in epochs and "paper" in epochs:
                 ours[int(epochs["paper"])] = int(epochs[profile])
-    soft_cells: list[Entry | str] = [b.entry(soft_only, "top1_soft", paper.lookup(7, "top1_soft", epochs="0"))]
-    hard_cells: list[Entry | str] = [b.entry(soft_only, "top1", None)]
+    soft_cells: list[Comparison | str] = [b.entry(soft_only, "top1_soft", paper.lookup(7, "top1_soft", epochs="0"))]
+    hard_cells: list[Comparison | str] = [b.entry(soft_only, "top1", None)]
     columns = ["0 (soft-only)"]
     for paper_e in paper_epochs:
         ours_e = ours.get(paper_e, paper_e if profile == "paper" else None)
@@ -237,7 +237,7 @@ def table8(runs: RunSet, profile: str) -> Grid:
         return labels.get("network")
 
     b = Builder(8, runs, profile, key)
-    cells: list[Entry | str] = []
+    cells: list[Comparison | str] = []
     columns = []
     for row in paper.rows(8):
         network = row["network"]
@@ -259,8 +259,8 @@ def table9(runs: RunSet, profile: str) -> Grid:
 
     b = Builder(9, runs, profile, key)
     paper_rows = paper.rows(9)
-    top1_cells: list[Entry | str] = []
-    flops_cells: list[Entry | str] = []
+    top1_cells: list[Comparison | str] = []
+    flops_cells: list[Comparison | str] = []
     means_top1, means_flops = [], []
     for seed, row in enumerate(paper_rows):
         slot = b.slot(seed, f"table9 #{seed + 1}", 0.15)
@@ -270,8 +270,8 @@ def table9(runs: RunSet, profile: str) -> Grid:
         means_flops.append(flops_cells[-1].ours.mean)  # type: ignore[union-attr]
     paper_top1 = [float(r["top1"]) for r in paper_rows]
     paper_flops = [float(r["flops_percent"]) for r in paper_rows]
-    top1_cells.append(Entry(Stat(tuple(v for v in means_top1 if v is not None)), sum(paper_top1) / len(paper_top1)))
-    flops_cells.append(Entry(Stat(tuple(v for v in means_flops if v is not None)), sum(paper_flops) / len(paper_flops)))
+    top1_cells.append(Comparison(Stat(tuple(v for v in means_top1 if v is not None)), sum(paper_top1) / len(paper_top1)))
+    flops_cells.append(Comparison(Stat(tuple(v for v in means_flops if v is not None)), sum(paper_flops) / len(paper_flops)))
     columns = [f"#{i + 1}" for i in range(len(paper_rows))] + ["mean ± std"]
     notes = ["#k is seed k-1 (#1 is Table 1's run). The last column is the mean and sample standard deviation over "
              "the seeds present (the paper's column: the mean of its four runs)."]
@@ -310,7 +310,7 @@ def grid_table(runs: RunSet, experiment: str, profile: str | None = None, grid_f
         target = next((run.flops_target for run in found if run.flops_target is not None), None)
         slot = b.slot(cell_key, f"{experiment} " + (" ".join(f"{k}={v}" for k, v in labels.items()) or "(single cell)"),
                       target)
-        entries: list[Entry | str] = []
+        entries: list[Comparison | str] = []
         for _, metric, decimals in GRID_METRICS:
             get = (lambda r: None if r.metric("params") is None else r.metric("params") / 1e6) if metric == "params_m" \
                 else metric

@@ -60,7 +60,3 @@ class ZeroInvariantGroups:
         with torch.no_grad():
             for param, index in self.slices[g]:
                 param.data[index[units.cpu()].reshape(-1).to(param.device)] = 0
-
-    def zero_units(self, g: int) -> torch.Tensor:
-        """Boolean [units]: which units of group g are entirely zero."""
-        return self.gather(g).abs().amax(dim=1) == 0

@@ -111,9 +111,9 @@ def exported_runs(results: str | Path, which: str) -> list[Any]:
 
 def reference_key(folder: Path) -> str:
     """What a run's dense reference depends on (from its recorded config): the model and the data's shape."""
-    from bench.inference import run_config, run_shape
+    from bench.inference import recorded_config, run_shape
 
-    cfg = run_config(folder)
+    cfg = recorded_config(folder)
     return json.dumps([dataclasses.asdict(cfg.model), *run_shape(cfg)], sort_keys=True)
 
 

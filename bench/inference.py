@@ -80,7 +80,7 @@ def networks(targets: tuple[float, ...] = TARGETS, width: float = 1.0) -> dict[s
     return out
 
 
-def run_config(folder: str | Path) -> RunConfig:
+def recorded_config(folder: str | Path) -> RunConfig:
     """The resolved config a run recorded, its references resolved beside the folder (see `RunDir.load_config`)."""
     return RunDir(Path(folder)).load_config()
 
@@ -100,7 +100,7 @@ def subject_network(subject: str, width: float = 1.0) -> tuple[nn.Module, int]:
         target = float(arg)
         return networks((target,), width)[f"uniform_{round(target * 100)}"], 32
     if kind in ("run", "dense") and arg:
-        cfg = run_config(arg)
+        cfg = recorded_config(arg)
         classes, image_size = run_shape(cfg)
         if kind == "dense":
             torch.manual_seed(0)

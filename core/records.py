@@ -9,7 +9,7 @@ Attempts that are not resumed (a failed one, or one rerun with `--rerun`) are mo
 kept for inspection, to `<output_root>/attempts/<experiment>/<run_id>/<time>-<status>/`, where
 no reader of `runs/` sees them.
 
-A run folder holds (see DESIGN.md, "Contracts"):
+A run folder holds (core/README.md, "Run folders"):
     config.yaml     the resolved config, written before training starts
     checkpoint.pt   the latest training state, rewritten atomically
     log.jsonl       one line per epoch
@@ -31,7 +31,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from core.config import RunConfig, result_fields, to_yaml
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, unique, write_json, write_text
@@ -221,16 +221,3 @@ class RunDir:
         """Drop lines of epochs after `epochs_done` (written after the checkpoint resumed from)."""
         if self.log.exists():
             rewrite_jsonl(self.log, [entry for entry in self.read_log() if entry["epoch"] <= epochs_done])
-
-
-def iter_run_dirs(output_root: str | Path = "results", experiment: str | None = None) -> Iterator[RunDir]:
-    runs = Path(output_root) / "runs"
-    pattern = f"{experiment}/*" if experiment else "*/*"
-    for path in sorted(runs.glob(pattern)):
-        if path.is_dir():
-            yield RunDir(path)
-
-
-def load_records(output_root: str | Path = "results", experiment: str | None = None) -> list[dict[str, Any]]:
-    """Every finished run's record (done and failed) under `output_root`."""
-    return [record for run in iter_run_dirs(output_root, experiment) if (record := run.read_record()) is not None]

@@ -76,13 +76,6 @@ def code_of(record: dict) -> tuple[str, ...] | None:
     return tuple(code["packages"]) if isinstance(code, dict) and code.get("packages") else None
 
 
-def is_stale(record: dict) -> bool:
-    """Whether a record's numbers come from another code version than the one here: records
-    from before code versions were recorded (unknown version) and runs resumed across a code
-    change (`started_with`: mixed) count as stale."""
-    return bool(staleness(record))
-
-
 def staleness(record: dict) -> str:
     """'' for a record of this checkout's code, else why it is stale (for status lines and tables)."""
     packages = code_of(record)

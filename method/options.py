@@ -11,9 +11,9 @@ from the model's groups when left null; 5 for the resource gradient) and per-gro
 balancing, with g_{G->soft->theta} off (Eq. 5); the mask optimizer's momentum and Nesterov
 taken from the weights' optimizer.
 
-The paper-text reading, exactly as computed before these defaults changed:
-`mask_rule=mean_threshold divisor=1 soft_residual=norm_output resource=expected_network
-order=fixed mask_momentum=0.9 mask_nesterov=false` (`PAPER_TEXT` below).
+The paper-text reading: `mask_rule=mean_threshold divisor=1 soft_residual=norm_output
+resource=expected_network order=fixed mask_momentum=0.9 mask_nesterov=false` (`PAPER_TEXT`
+below; `tests/method/test_algorithm.py` checks its gradients against the paper's equations).
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ ORDERS = ("l1_step", "fixed")
 HARD_PASSES = ("sliced", "masked")
 STEP_MEMORIES = ("fast", "low")
 
-# The paper's text, as this suite computed it before the official code's behaviour became the
-# default: `S2HOptions(**PAPER_TEXT)` reproduces those gradients exactly.
+# The paper's text where the official code departs from it: `S2HOptions(**PAPER_TEXT)`.
 PAPER_TEXT: dict = {
     "mask_rule": "mean_threshold", "divisor": 1, "soft_residual": "norm_output",
     "resource": "expected_network", "order": "fixed", "mask_momentum": 0.9, "mask_nesterov": False,

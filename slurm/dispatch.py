@@ -143,9 +143,6 @@ def _write_job(cell: Any, executor: str, job: Any, **extra: Any) -> None:
     write_json(job_file(cell.run_dir.path), info)
 
 
-def _job_name(cell: Any) -> str:
-    return f"s2h-{cell.experiment}-{cell.run_dir.path.name}"
-
 
 def waves(cells: list[Any], pending: set[str]) -> list[list[Any]]:
     """Cells in dependency order: a cell comes in a later wave than the runs it needs."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.grid import DASH, Entry, Grid
+from analysis.grid import DASH, Comparison, Grid
 from analysis.records import in_memory, load_runs
 from analysis.render import latex, markdown, render, tex_document, tex_escape, tidy_csv
 from analysis.tables import TABLE_NUMBERS, build, choose_profile, grid_table
@@ -90,7 +90,7 @@ def switches(*on: bool, home: str) -> dict:
     return {**{f"prune.options.{n}": str(v) for n, v in zip(names, on)}, "experiment": home}
 
 
-def entries(grid: Grid) -> dict[tuple[str, str], Entry]:
+def entries(grid: Grid) -> dict[tuple[str, str], Comparison]:
     return {(row, column): entry for row, column, entry in grid.entries()}
 
 
@@ -428,7 +428,7 @@ def test_rendered_paper_column_equals_the_papers_text():
     for row, line in zip(t4.rows, text[start + 1 : start + 47]):
         printed = [float(x) for x in line.split("]")[-1].split() if x != "-"] if "[" in line else \
             [float(x) for x in line.split()[1:] if x != "-"]
-        assert [c.paper for c in row.cells if isinstance(c, Entry) and c.paper is not None] == printed, line
+        assert [c.paper for c in row.cells if isinstance(c, Comparison) and c.paper is not None] == printed, line
     t5 = [line for line in text if re.match(r"^[✓x] [✓x] [✓x] [✓x] [✓x] \d", line)]
     assert [v[0] for v in paper_column(5).values()] == [float(line.split()[-1]) for line in t5]
     t6 = paper_column(6)
