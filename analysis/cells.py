@@ -19,8 +19,6 @@ from core.regime import breaks  # standard library only, like core.version
 from core.version import staleness  # standard library only
 
 FLOPS_TOLERANCE = 0.02  # a cell is marked † when a run's achieved FLOPs ratio misses its target by more
-BASELINES = ("rst_s", "group_sl", "otov2", "refill")
-METHODS = (*BASELINES, "s2hpruner")
 SEED_LABEL = "seed"  # a cell's replicas over seeds: one table cell (Table 9's seeds are its columns)
 REGIME_MARK = "¶"  # a run that breaks the working-regime rule (core.regime)
 REGIME_RULE = ("the working-regime rule (core/regime.py: a pruning decision on a train loss above half of "

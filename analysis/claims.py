@@ -26,6 +26,7 @@ from analysis import paper
 from analysis.cells import (FLOPS_TOLERANCE, REGIME_MARK, REGIME_RULE, Finder, achieved_ratio, labelled,
                             regime_breaks)
 from analysis.records import Run, RunSet
+from core import catalog  # standard library only
 from analysis.tables import SWITCHES
 from analysis.verdicts import (NOT_RUN, RULE, VERDICTS, Outcome, all_of, collapses, compare, halfway, ordered,
                                per_run, span_threshold, spread_below)
@@ -33,7 +34,6 @@ from analysis.verdicts import (NOT_RUN, RULE, VERDICTS, Outcome, all_of, collaps
 # In the order `make claims` runs them: Table 1 (whose ResNet-50 runs `make demo` made), then the
 # ResNet-50 ablations that read it, then the transformers, then Tiny ImageNet's recipes last.
 CLAIM_EXPERIMENTS = ("table1", "table5", "table6", "table7", "table8", "table9", "table3", "table2")
-BASELINES = ("rst_s", "group_sl", "otov2", "refill")
 TARGETS = (0.15, 0.35, 0.55)
 HEADLINE_TARGET = 0.15
 # Table 9: the paper's four seeds "agree" within this many points of top-1 and of FLOPs (its own
@@ -104,7 +104,7 @@ def _missing(source: str, claim: str, paper_text: str) -> Claim:
 
 def _on_target(f: Finder, table: int) -> Claim:
     experiment = f"table{table}"
-    methods = BASELINES + ("s2hpruner",) if table != 3 else ("rst_s", "s2hpruner")
+    methods = catalog.compared(transformers=table == 3)
     cells: list[list[bool]] = []
     used: list[Run] = []
     off = []
@@ -132,7 +132,7 @@ def _on_target(f: Finder, table: int) -> Claim:
 
 def _headline(f: Finder, table: int, model: str) -> Claim:
     experiment = f"table{table}"
-    methods = BASELINES if table != 3 else ("rst_s",)
+    methods = catalog.baselines(transformers=table == 3)
     t = HEADLINE_TARGET
     dataset = {1: "cifar100", 2: "tinyimagenet", 3: "cifar100"}[table]
 

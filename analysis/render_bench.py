@@ -22,7 +22,8 @@ from typing import Any
 
 from analysis.records import in_memory, load_runs
 from analysis.render import render
-from analysis.tables import METHODS, TABLE_NUMBERS, build
+from analysis.tables import TABLE_NUMBERS, build
+from core import catalog  # standard library only
 
 GOAL_S = 2.0
 
@@ -51,9 +52,9 @@ def _config(experiment: str, profile: str, seed: int, model: str, method: str, t
 def _cells() -> list[tuple[str, str, float | None, str, dict[str, Any]]]:
     """(experiment, model, target, method, options) of every table's cells."""
     cells: list[tuple[str, str, float | None, str, dict[str, Any]]] = []
-    for experiment, models, methods in (("table1", ("resnet50", "mobilenetv3", "wrn28_10"), METHODS),
-                                        ("table2", ("resnet50", "mobilenetv3", "wrn28_10"), METHODS),
-                                        ("table3", ("vit", "swin"), ("rst_s", "s2hpruner"))):
+    for experiment, models, methods in (("table1", catalog.models("cnn"), catalog.compared()),
+                                        ("table2", catalog.models("cnn"), catalog.compared()),
+                                        ("table3", catalog.models("transformer"), catalog.compared(transformers=True))):
         for model in models:
             cells.append((experiment, model, None, "dense", {}))
             cells += [(experiment, model, t, m, {}) for m in methods for t in (0.15, 0.35, 0.55)]
@@ -68,7 +69,7 @@ def _cells() -> list[tuple[str, str, float | None, str, dict[str, Any]]]:
     cells += [("table8", "resnet50", 0.15, "scratch", {"prune.options": {"random": True, "random_seed": k}})
               for k in (1, 2, 3)]
     cells.append(("table8", "resnet50", 0.15, "scratch", {}))
-    cells += [("table10", "resnet50", 0.15, m, {"epochs": 400}) for m in METHODS[:-1]]
+    cells += [("table10", "resnet50", 0.15, m, {"epochs": 400}) for m in catalog.baselines()]
     return cells
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from analysis import paper
-from analysis.cells import METHODS, Builder, Slot
+from analysis.cells import Builder, Slot
 from analysis.grid import DASH, Comparison, Grid, Row, Stat
 from analysis.records import Run, RunSet
+from core import catalog  # standard library only
 
 
 def _devices(slots: list[Slot]) -> str:
@@ -72,13 +73,14 @@ def table10(runs: RunSet, profile: str) -> Grid:
                ("peak_mem_mb_train", "Peak memory (MB) (training)", "peak_mem_mb_train", 0),
                ("peak_mem_mb_infer", "Peak memory (MB) (inference)", "peak_mem_mb_infer", 0)]
     rows = []
+    methods = catalog.compared()
     once: list[Slot] = []
     for metric, label, field_name, decimals in metrics:
         schedule = "2x" if metric == "top1_2x" else "1x"
         cells: list[Comparison | str] = []
-        for method in METHODS:
+        for method in methods:
             reference = paper.lookup(10, "value", metric=metric, method=method)
-            if schedule == "2x" and method == "s2hpruner":
+            if schedule == "2x" and method == catalog.ours():
                 cells.append(DASH)  # the paper runs no 2x schedule for its own method
                 continue
             slot = b.slot((schedule, method), f"{'table1' if schedule == '1x' else 'table10'} resnet50 {method} 15% "
@@ -104,7 +106,7 @@ def table10(runs: RunSet, profile: str) -> Grid:
         device = f"[bench: {bench['device']}]"
         for index, (name, field_name, decimals) in ((2, ("Time per epoch (s)", "epoch_s", 2)),
                                                     (3, ("Peak memory (MB) (training)", "peak_mem_mb_train", 0))):
-            values = [measured.get(method, {}).get(field_name) for method in METHODS]
+            values = [measured.get(method, {}).get(field_name) for method in methods]
             rows[index] = _bench_row(f"{name} {device}", rows[index], [() if v is None else (float(v),) for v in values],
                                      decimals)
         notes.insert(0, f"Rows marked [bench]: `python -m bench` on {bench['device']} ({bench.get('date', '?')[:10]}): "
@@ -124,4 +126,4 @@ def table10(runs: RunSet, profile: str) -> Grid:
                         + (f" Not in the benchmark (run `make bench` again): {'; '.join(unmeasured)}."
                            if unmeasured else ""))
     return b.grid("Table 10: training efficiency of the methods (ResNet-50, CIFAR-100, 15 % FLOPs)", [""],
-                  ["RST-S", "Depgraph", "OTO v2", "IMP-Refill", "Ours"], rows, notes=notes)
+                  [catalog.card(method).short for method in methods], rows, notes=notes)  # type: ignore[union-attr]

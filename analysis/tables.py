@@ -19,18 +19,17 @@ from pathlib import Path
 from typing import Any, Callable, Hashable
 
 from analysis import paper
-from analysis.cells import FLOPS_TOLERANCE, METHODS, SEED_LABEL, Builder, achieved_ratio, labelled  # noqa: F401
+from analysis.cells import FLOPS_TOLERANCE, SEED_LABEL, Builder, achieved_ratio, labelled  # noqa: F401
 from analysis.grid import Comparison, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority
+from core import catalog  # standard library only
 from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
 
 TABLE_NUMBERS = tuple(range(1, 11))
-CNNS = ("resnet50", "mobilenetv3", "wrn28_10")
-TRANSFORMERS = ("vit", "swin")
+CNNS = catalog.models("cnn")
+TRANSFORMERS = catalog.models("transformer")
 TARGETS = (0.15, 0.35, 0.55)
-MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenetv3": "MBV3", "wrn28_10": "WRN28-10", "vit": "ViT", "swin": "Swin"}
-METHOD_NAMES = {"rst_s": "RST-S [1]", "group_sl": "Group-SL [14]", "otov2": "OTOv2 [6]", "refill": "Refill [5]",
-                "s2hpruner": "Ours"}
+MODEL_NAMES = {name: label for name, (label, _) in catalog.MODELS.items()}
 SWITCHES = ("g_l_theta", "g_g_hard_theta", "g_g_soft_theta", "g_l_w", "g_g_w")
 
 
@@ -89,22 +88,22 @@ def _benchmark(number: int, runs: RunSet, profile: str, models: tuple[str, ...],
                 slot = b.slot((model, method, target), f"table{number} {model} {method} {_percent(target)}", target)
                 reference = paper.lookup(number, "top1", model=model, method=method, flops_target=str(target))
                 cells.append(b.entry(slot, "top1", reference, flops_mark=True))
-        rows.append(Row([METHOD_NAMES[method]], cells))
+        rows.append(Row([catalog.label(method)], cells))
     title = (f"Table {number}: pruning methods on {dataset}, top-1 (%) of dense and pruned networks at "
              "15/35/55 % of the dense FLOPs")
     return b.grid(title, ["Method"], [_percent(t) for t in TARGETS] * len(models), rows, groups)
 
 
 def table1(runs: RunSet, profile: str) -> Grid:
-    return _benchmark(1, runs, profile, CNNS, METHODS, "CIFAR-100")
+    return _benchmark(1, runs, profile, CNNS, catalog.compared(), "CIFAR-100")
 
 
 def table2(runs: RunSet, profile: str) -> Grid:
-    return _benchmark(2, runs, profile, CNNS, METHODS, "Tiny ImageNet")
+    return _benchmark(2, runs, profile, CNNS, catalog.compared(), "Tiny ImageNet")
 
 
 def table3(runs: RunSet, profile: str) -> Grid:
-    return _benchmark(3, runs, profile, TRANSFORMERS, ("rst_s", "s2hpruner"), "CIFAR-100 (transformers)")
+    return _benchmark(3, runs, profile, TRANSFORMERS, catalog.compared(transformers=True), "CIFAR-100 (transformers)")
 
 
 # ----------------------------------------------------------------------------- Table 4

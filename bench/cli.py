@@ -172,17 +172,14 @@ def check_arguments(args: argparse.Namespace, methods: list[str], known: tuple[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["gpu-check"]:  # the prepared GPU check (bench/gpu_check.py)
-        from bench.gpu_check import main as gpu_check
-
-        return gpu_check(argv[1:])
     from bench.inference import TARGETS, relative_to
-    from bench.training import METHODS
+    from bench.training import methods as known_methods
+
+    known = known_methods()
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu or cuda")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from: " + ", ".join(METHODS))
+    parser.add_argument("--methods", default=",".join(known), help="comma-separated, from: " + ", ".join(known))
     parser.add_argument("--target", type=float, default=0.15, help="FLOPs target of the pruning methods")
     parser.add_argument("--warmup", type=int, default=2, help="training steps before timing")
     parser.add_argument("--steps", type=int, default=5, help="training steps timed (the median is kept)")
@@ -193,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     try:
-        check_arguments(args, methods, METHODS)
+        check_arguments(args, methods, known)
         device = resolve_device(args.device)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -224,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "training": training, "inference": inference, "exported_dense": exported_dense, "exported": exported,
         "wall_s": time.perf_counter() - started,
     }
-    complete = methods == list(METHODS)
+    complete = methods == list(known)
     out = Path(args.out) / (f"{device_slug(env)}.json" if complete else f"partial/{device_slug(env)}-{'-'.join(methods)}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from typing import Any, Callable
 
 import torch
 
+from core import catalog
 from core.errors import ConfigError
 
 TOLERANCE = 1e-5  # relative: the two-stream and the data-parallel step against the plain one
@@ -83,9 +83,12 @@ PART_STATUSES = ("passed", "failed", "timed out", "skipped")
 SMOKE = ["model.name=resnet50", "model.width=0.125", "data.name=synthetic", "data.options.image_size=32",
          "data.options.train_size=128", "data.options.test_size=64", "train.epochs=2", "train.batch_size=16",
          "train.eval_batch_size=64", "progress=false"]
-METHOD_CELLS = (("dense", []), ("s2hpruner", ["prune.options.mask_rule=expected_width"]),
-                ("s2hpruner", ["prune.options.mask_rule=mean_threshold"]), ("rst_s", []), ("group_sl", []),
-                ("otov2", []), ("refill", []))
+
+
+def method_cells() -> tuple[tuple[str, list[str]], ...]:
+    """Dense, S2HPruner under both hard rules, then every baseline (`core.catalog`)."""
+    rules = [["prune.options.mask_rule=expected_width"], ["prune.options.mask_rule=mean_threshold"]]
+    return (("dense", []), *((catalog.ours(), rule) for rule in rules), *((name, []) for name in catalog.baselines()))
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -93,8 +96,9 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-12)
 
 
-def part_methods(device: torch.device, cells: tuple[tuple[str, list[str]], ...] = METHOD_CELLS) -> dict[str, Any]:
-    """Each method's run through the engine on `device`; its export reloaded and compared."""
+def part_methods(device: torch.device, cells: tuple[tuple[str, list[str]], ...] | None = None) -> dict[str, Any]:
+    """Each method's run through the engine on `device` (`method_cells` by default); its export
+    reloaded and compared."""
     from core.config import load
     from core.engine import run
     from core.export import load_pruned
@@ -103,7 +107,7 @@ def part_methods(device: torch.device, cells: tuple[tuple[str, list[str]], ...] 
 
     rows = []
     with tempfile.TemporaryDirectory() as root:
-        for method, options in cells:
+        for method, options in cells or method_cells():
             smoke = [f"{key}={value}" for key, value in method_recipe("smoke", method).items()]
             target = [] if method == "dense" else ["prune.flops_target=0.35"]
             cfg = load([*SMOKE, f"prune.method={method}", f"train.device={device.type}", f"output_root={root}",
@@ -174,11 +178,11 @@ def part_ddp(device: torch.device, width: float = 1.0, method: str = "s2hpruner"
             return True
 
     backend = "nccl" if device.type == "cuda" else "gloo"
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, rank=0, world_size=1)
+    # the address in the call, not in MASTER_ADDR/MASTER_PORT: this process's environment is
+    # left as it was (submitit refuses to start data-parallel workers where they are set)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     try:
         generator = torch.Generator().manual_seed(3)
         images = torch.randn(BATCH, 3, 32, 32, generator=generator).to(device)

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 import torch
 
+from core import catalog
 from core.config import RunConfig, load
 from core.engine import resolve_device
 from core.measure import MemoryPeak, memory_kind
@@ -47,7 +48,13 @@ from method.prefix import bucket_ceil
 
 CIFAR100_STEPS = 782  # ceil(50,000 / 64)
 BATCH = 64
-METHODS = ("dense", "rst_s", "group_sl", "otov2", "refill", "s2hpruner")
+
+
+def methods() -> tuple[str, ...]:
+    """What the benchmark measures: dense and every compared method (`core.catalog`)."""
+    return ("dense", *catalog.compared())
+
+
 METHOD_OPTIONS = {"s2hpruner": ["prune.options.mask_rule=expected_width"], "refill": ["prune.options.rewind_fraction=0"]}
 MASKS = ("init", "target")
 PEAK = 30.0  # a logit this far above the others holds all but e^-30 of a group's mass
@@ -226,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     parser = argparse.ArgumentParser(prog="python -m bench.training")
-    parser.add_argument("method", choices=METHODS)
+    parser.add_argument("method", choices=methods())
     parser.add_argument("--device", default="auto")
     parser.add_argument("--target", type=float, default=0.15)
     parser.add_argument("--warmup", type=int, default=2)

@@ -13,6 +13,7 @@ import importlib
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Callable, Generic, TypeVar
 
+from core import catalog
 from core.errors import ConfigError
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -59,6 +60,7 @@ class Registry(Generic[T]):
         return decorator
 
     def _load_plugins(self) -> None:
+        catalog.load_plugins()  # the user's modules named in $S2H_PLUGINS (each imported once)
         if self._plugins_loaded:
             return
         self._plugins_loaded = True

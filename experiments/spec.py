@@ -25,6 +25,9 @@ A value may be:
 - `{paper: x, mini: y, smoke: z}`: chosen by profile;
 - `{times: k}`: k times the value the key has below it (the recipe's), e.g. Table 10's
   double schedule `train.epochs: {times: 2}` (integers are rounded, at least 1);
+- on the `method` axis, `{catalog: compared}` (Tables 1-3's rows: the baselines, then
+  S2HPruner; `transformers: true` for Table 3's) or `{catalog: baselines}`: the methods
+  `core.catalog` declares, each with its card's bundle unless the file defines that bundle;
 - `{run: {experiment: table1, where: {model.name: resnet50, method: s2hpruner, ...}}}`: the run
   (`run:<experiment>/<run_id>`, found under the output root when the run starts) of the one
   matching cell of that experiment (same profile and overrides); the cell
@@ -51,6 +54,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from core import catalog
 from core.config import PROFILES, RunConfig, compose, pending_runs, resolve
 from core.errors import ConfigError
 from core.records import RunDir, run_ref
@@ -61,6 +65,8 @@ RECIPES = HERE / "recipes.yaml"
 # and `smoke` (synthetic images) are its laptop-sized stand-ins, which replace each cell's dataset.
 GRID_PROFILES = ("smoke", "mini", "paper")
 OFFLINE_PROFILES = ("smoke", "mini")
+METHOD_AXIS = "method"
+CATALOG_LISTS = {"compared": catalog.compared, "baselines": catalog.baselines}
 KNOWN_KEYS = {"name", "title", "make", "gpu_hours", "base", "bundles", "blocks", "notes"}
 BLOCK_KEYS = {"set", "product", "zip"}
 
@@ -167,8 +173,9 @@ def recipes() -> dict[str, Any]:
 
 
 def method_recipe(profile: str, method: Any) -> dict[str, Any]:
-    """The profile's keys for one pruning method's cells (`methods` in recipes.yaml)."""
-    return dict(recipes().get("methods", {}).get(profile, {}).get(method, None) or {})
+    """The profile's keys for one pruning method's cells: `methods` in recipes.yaml over the
+    method's card (`core.catalog.settings`: a declared plugin's)."""
+    return {**catalog.settings(profile, method), **(recipes().get("methods", {}).get(profile, {}).get(method, None) or {})}
 
 
 # ----------------------------------------------------------------------------- expansion
@@ -183,15 +190,17 @@ def _block_cells(exp: Experiment, block: dict[str, Any]) -> Iterable[tuple[dict[
         raise ConfigError(f"{exp.path}: the lists of a `zip` block must have equal lengths, got {sorted(lengths)}")
     rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
     axes = list(product.items())
+    axes = [(axis, _catalog_values(exp, axis, values)) for axis, values in axes]
     for combo in itertools.product(*(values for _, values in axes)):
         for row in rows:
             labels: dict[str, str] = {}
             values: dict[str, Any] = dict(block.get("set") or {})
             for axis, value in [*zip((a for a, _ in axes), combo), *row.items()]:
-                if axis in exp.bundles:
-                    if value not in exp.bundles[axis]:
-                        raise ConfigError(f"{exp.path}: axis {axis!r} has no bundle {value!r}; known: {sorted(exp.bundles[axis])}")
-                    values.update(exp.bundles[axis][value])
+                bundles = _bundles(exp, axis)
+                if bundles is not None:
+                    if value not in bundles:
+                        raise ConfigError(f"{exp.path}: axis {axis!r} has no bundle {value!r}; known: {sorted(bundles)}")
+                    values.update(bundles[value])
                     labels[axis] = str(value)
                 elif "." in axis or axis in {f.name for f in dataclasses.fields(RunConfig)}:
                     values[axis] = value
@@ -199,6 +208,27 @@ def _block_cells(exp: Experiment, block: dict[str, Any]) -> Iterable[tuple[dict[
                 else:
                     raise ConfigError(f"{exp.path}: axis {axis!r} is neither a config key nor a bundle")
             yield labels, values
+
+
+def _bundles(exp: Experiment, axis: str) -> dict[str, dict[str, Any]] | None:
+    """The bundles an axis takes: the file's, and for `method` every declared method's card
+    (`core.catalog`; the file's own bundle of a name wins)."""
+    if axis != METHOD_AXIS:
+        return exp.bundles.get(axis)
+    cards = {name: card.cell for name in catalog.compared() if (card := catalog.card(name)) is not None}
+    return {**cards, **exp.bundles.get(axis, {})}
+
+
+def _catalog_values(exp: Experiment, axis: str, values: Any) -> list[Any]:
+    """An axis's list of values; `{catalog: compared | baselines, transformers: true}` on the
+    `method` axis is the catalog's methods (so a declared baseline joins every grid that
+    compares the methods, with no grid file edited)."""
+    if not isinstance(values, dict):
+        return list(values)
+    if axis != METHOD_AXIS or set(values) - {"catalog", "transformers"} or values.get("catalog") not in CATALOG_LISTS:
+        raise ConfigError(f"{exp.path}: axis {axis!r} takes a list, or on {METHOD_AXIS!r} "
+                          f"{{catalog: {' | '.join(CATALOG_LISTS)}, transformers: true}}; got {values}")
+    return list(CATALOG_LISTS[values["catalog"]](bool(values.get("transformers", False))))
 
 
 def _label(value: Any) -> str:
