@@ -3,6 +3,7 @@ statistics that decide them: test_verdicts.py)."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 from pathlib import Path
@@ -335,5 +336,10 @@ def test_claims_read_records_only():
     for module in ("claims", "verdicts", "cells", "tables", "table10"):
         source = (Path(__file__).resolve().parents[2] / "analysis" / f"{module}.py").read_text()
         assert "import torch" not in source, module
-        imports = [line.split()[1] for line in source.splitlines() if line.startswith("from core")]
-        assert set(imports) <= {"core.files", "core.version", "core.regime"}, (module, imports)
+        imports = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "core":
+                imports |= {node.module} if node.module != "core" else {f"core.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                imports |= {a.name for a in node.names if a.name.split(".")[0] == "core"}
+        assert set(imports) <= {"core.files", "core.version", "core.regime", "core.catalog"}, (module, imports)
