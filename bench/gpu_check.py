@@ -99,7 +99,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def part_methods(device: torch.device, cells: tuple[tuple[str, list[str]], ...] | None = None) -> dict[str, Any]:
     """Each method's run through the engine on `device` (`method_cells` by default); its export
     reloaded and compared."""
-    from core.config import load
+    from core.resolve import load
     from core.engine import run
     from core.export import load_pruned
     from core.measure import count_flops

@@ -28,13 +28,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from bench.training import synchronize
-from core.config import RunConfig, load
+from core.config import RunConfig
+from core.resolve import load
 from core.data import dataset_spec
 from core.engine import resolve_device
 from core.export import load_pruned
 from core.groups import FlopsModel, groups_for_run, prefix_mask, slim
-from core.measure import MemoryPeak, count_flops, count_params, memory_kind, tensor_mb
+from core.measure import MemoryPeak, count_flops, count_params, memory_kind, tensor_mb, synchronize
 from core.models import build_model
 from core.records import RunDir
 

@@ -35,10 +35,12 @@ from typing import Any, Callable
 
 import torch
 
+from bench.inference import uniform_widths
 from core import catalog
-from core.config import RunConfig, load
+from core.config import RunConfig
+from core.resolve import load
 from core.engine import resolve_device
-from core.measure import MemoryPeak, memory_kind
+from core.measure import MemoryPeak, memory_kind, synchronize
 from core.models import build_model
 from core.pruner import PRUNERS, Pruner, TrainContext
 from core.seeding import seed_everything
@@ -83,16 +85,9 @@ def build_pruner(cfg: RunConfig, device: torch.device, images: torch.Tensor, lab
     return PRUNERS.get(cfg.prune.method).factory(model.to(device), ctx)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def masks_at_target(state: S2HState, target: float) -> float:
     """Mask logits peaked on one uniform width fraction whose FLOPs meet `target`; the hard
     network's FLOPs ratio that results."""
-    from bench.inference import uniform_widths
-
     kept = uniform_widths(state.flops, state.groups.sizes, target)
     with torch.no_grad():
         for logits, width, divisor, size in zip(state.masks.logits, kept, state.masks.divisors, state.groups.sizes):

@@ -15,7 +15,8 @@ import textwrap
 
 from pathlib import Path
 
-from core.config import demo_overrides, describe_fields, load
+from core.config import demo_overrides, describe_fields
+from core.resolve import load
 from core.errors import ConfigError, SuiteError
 from core.files import writable_folder
 

@@ -2,7 +2,7 @@
 
 A run is fully described by a `RunConfig`. It is assembled from the dataclass defaults below
 (a dense ResNet-50 at the paper's full width trained for 8 epochs on scikit-learn's digits),
-then YAML files, then command-line overrides, and checked in `resolve`: an unknown key, a
+then YAML files, then command-line overrides, and checked in `core.resolve`: an unknown key, a
 value of the wrong type, an unknown model/dataset/optimizer/schedule/pruner name or an
 impossible value is a `ConfigError` with a one-line message, raised before anything is built
 or queued.
@@ -12,7 +12,7 @@ for by name: the smoke recipes set their widths, and so does `DEMO`, what a bare
 `python -m core run` trains (the defaults at width 0.25, a couple of minutes on a laptop CPU).
 
 Model, dataset and pruner options are typed too: each registry entry names a dataclass for
-its options, and `resolve` merges the user's `*.options` into it, so `model.options.depht=9`
+its options, and `core.resolve` merges the user's `*.options` into it, so `model.options.depht=9`
 fails exactly like `train.epoch=3` does. The resolved config spells out every option, which
 is what `config.yaml` records and what the run id hashes.
 
@@ -24,14 +24,10 @@ that the same experiment on another machine or in another results folder is the 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import os
 import re
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -188,20 +184,9 @@ def compose(layers: Iterable[tuple[Any, str]] = (), overrides: Iterable[str] = (
     overrides; typed (an unknown key or a wrong type raises, naming the key), not yet resolved."""
     merged = OmegaConf.structured(RunConfig)
     for layer, source in layers:
-        merged = _merge(merged, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source=source)
-    merged = _merge(merged, _parse_overrides(list(overrides)), source="command line")
+        merged = merge(merged, layer if isinstance(layer, DictConfig) else OmegaConf.create(layer), source=source)
+    merged = merge(merged, _parse_overrides(list(overrides)), source="command line")
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
-
-
-def load(overrides: Iterable[str] = (), files: Iterable[str | Path] = ()) -> RunConfig:
-    """Defaults, then YAML `files`, then `key=value` overrides; typed, validated, resolved."""
-    layers = []
-    for path in files:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        layers.append((read_config_file(path), str(path)))
-    return resolve(compose(layers, overrides))
 
 
 def read_config_file(path: Path) -> DictConfig:
@@ -221,11 +206,6 @@ def read_config_file(path: Path) -> DictConfig:
     return OmegaConf.create(data)
 
 
-def from_dict(data: dict[str, Any]) -> RunConfig:
-    """A config from its plain-dict form (a `config.yaml`, a record's `config`), re-validated."""
-    return resolve(compose([(data, "config")]))
-
-
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     """The plain, YAML/JSON-ready form of a config."""
     return dataclasses.asdict(cfg)
@@ -233,38 +213,6 @@ def to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def to_yaml(cfg: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg)))
-
-
-def result_fields(cfg: RunConfig) -> dict[str, Any]:
-    """The part of a config that can change results: what the run id is a hash of.
-
-    A field changes results unless it says `result=False` in its metadata: the config's own
-    fields (`_field`) and, the same way, the fields of each model's, dataset's and method's
-    options dataclass (e.g. S2HPruner's `widths_every`, which only sets how often widths are
-    logged). This is the one definition of "the same run": the run id hashes it, and records
-    carry its hash without the seed (`setting_id`) for the analysis to group seeds by.
-    """
-    from core.data import DATASETS
-    from core.models import MODELS
-    from core.pruner import PRUNERS
-
-    def keep(obj: Any) -> Any:
-        if dataclasses.is_dataclass(obj):
-            return {
-                f.name: keep(getattr(obj, f.name))
-                for f in dataclasses.fields(obj)
-                if f.metadata.get("result", True)
-            }
-        return obj
-
-    fields = keep(cfg)
-    for section, registry, name in (("model", MODELS, cfg.model.name), ("data", DATASETS, cfg.data.name),
-                                    ("prune", PRUNERS, cfg.prune.method)):
-        schema = registry.get(name).options if name in registry else None
-        if schema is not None:
-            cosmetic = {f.name for f in dataclasses.fields(schema) if not f.metadata.get("result", True)}
-            fields[section]["options"] = {k: v for k, v in fields[section]["options"].items() if k not in cosmetic}
-    return fields
 
 
 def _parse_overrides(overrides: list[str]) -> DictConfig:
@@ -277,7 +225,7 @@ def _parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"cannot parse overrides {' '.join(overrides)!r}: {_first_line(exc)}") from None
 
 
-def _merge(base: DictConfig, update: Any, *, source: str, prefix: str = "") -> DictConfig:
+def merge(base: DictConfig, update: Any, *, source: str, prefix: str = "") -> DictConfig:
     try:
         return OmegaConf.merge(base, update)
     except OmegaConfBaseException as exc:
@@ -291,102 +239,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# ----------------------------------------------------------------------------- validation
-
-_PENDING_RUNS: ContextVar[frozenset[str]] = ContextVar("pending_runs", default=frozenset())
-
-
-@contextmanager
-def pending_runs(folders: Iterable[str | Path]) -> Iterator[None]:
-    """Run folders that are queued in the same submission and will exist before the runs that
-    read them start (e.g. Table 7's fine-tuning reads a soft-only run). Methods that check a
-    source run folder at validation (`init_from`, `architecture_from`) accept these unread."""
-    token = _PENDING_RUNS.set(frozenset(os.path.normpath(str(f)) for f in folders))
-    try:
-        yield
-    finally:
-        _PENDING_RUNS.reset(token)
-
-
-def is_pending_run(folder: str | Path) -> bool:
-    return os.path.normpath(str(folder)) in _PENDING_RUNS.get()
-
-
-def resolve(cfg: RunConfig) -> RunConfig:
-    """Check every value and fill each `options` block with its typed defaults.
-
-    Returns a new config; raises `ConfigError` with a one-line message on the first problem.
-    """
-    # Imported here: the registries import torch and the model/data code, which config
-    # parsing alone (e.g. `--help`) should not pay for at import time.
-    from core.data import DATASETS, AUGMENTATIONS
-    from core.models import MODELS
-    from core.pruner import PRUNERS
-
-    cfg = dataclasses.replace(
-        cfg,
-        model=dataclasses.replace(cfg.model, options=dict(cfg.model.options)),
-        data=dataclasses.replace(cfg.data, options=dict(cfg.data.options)),
-        prune=dataclasses.replace(cfg.prune, options=dict(cfg.prune.options), keep=list(cfg.prune.keep)),
-    )
-    _check(NAME_RE.match(cfg.experiment) is not None,
-           f"experiment name {cfg.experiment!r} must be letters, digits, '_', '-' or '.'")
-    _check_choice("profile", cfg.profile, PROFILES)
-    _check(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
-
-    cfg.model.options = _typed_options("model.options", MODELS.get(cfg.model.name), cfg.model.options)
-    _check(cfg.model.width > 0, f"model.width must be > 0, got {cfg.model.width}")
-
-    d = cfg.data
-    d.options = _typed_options("data.options", DATASETS.get(d.name), d.options)
-    _check_choice("data.augment", d.augment, ("auto",) + tuple(AUGMENTATIONS))
-    for key in ("image_size", "train_limit", "test_limit"):
-        value = getattr(d, key)
-        _check(value is None or value > 0, f"data.{key} must be a positive integer or null, got {value}")
-    _check(d.workers >= 0, f"data.workers must be >= 0, got {d.workers}")
-
-    t = cfg.train
-    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
-    _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
-    _check(t.gpus >= 1, f"train.gpus must be >= 1, got {t.gpus}")
-    _check(t.batch_size % t.gpus == 0,
-           f"train.batch_size={t.batch_size} must be divisible by train.gpus={t.gpus} (it is the global batch)")
-    _check(t.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {t.eval_batch_size}")
-    _check(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
-    _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    _check_choice("train.schedule", t.schedule, SCHEDULES)
-    _check(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
-    _check(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
-    _check(0 <= t.momentum < 1, f"train.momentum must be in [0, 1), got {t.momentum}")
-    _check(len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas),
-           f"train.betas must be two numbers in [0, 1), got {list(t.betas)}")
-    _check(0 <= t.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
-    _check(0 <= t.warmup_epochs < t.epochs,
-           f"train.warmup_epochs must be in [0, train.epochs={t.epochs}), got {t.warmup_epochs}")
-    _check(t.warmup_lr >= 0 and t.min_lr >= 0, "train.warmup_lr and train.min_lr must be >= 0")
-    _check(0 < t.gamma <= 1, f"train.gamma must be in (0, 1], got {t.gamma}")
-    if t.schedule == "step":
-        _check(len(t.milestones) > 0, "train.schedule=step needs train.milestones, e.g. train.milestones=[250,375]")
-        _check(list(t.milestones) == sorted(set(t.milestones)) and all(0 < m < t.epochs for m in t.milestones),
-               f"train.milestones must be increasing epochs inside (0, {t.epochs}), got {list(t.milestones)}")
-    _check(DEVICES_RE.match(t.device) is not None, f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
-
-    p = cfg.prune
-    entry = PRUNERS.get(p.method)
-    problem = flops_target_problem("prune.flops_target", p.flops_target, pruning=getattr(entry.factory, "prunes", False))
-    _check(problem is None, problem or "")
-    _check_choice("prune.flops_scope", p.flops_scope, FLOPS_SCOPES)
-    _check_choice("prune.attention", p.attention, ATTENTION_UNITS)
-    _check(p.decide_after_epochs is None or p.decide_after_epochs >= 0,
-           f"prune.decide_after_epochs must be null or >= 0, got {p.decide_after_epochs}")
-    p.options = _typed_options("prune.options", entry, p.options)
-    check = getattr(entry.factory, "check_config", None)
-    if check is not None:
-        check(cfg)
-    _check_buildable(cfg)
-    return cfg
-
-
 def flops_target_problem(key: str, value: float, pruning: bool) -> str | None:
     """The one rule for a FLOPs target, as every entry point words it: the share of the dense
     FLOPs to keep, in (0, 1) for a pruning method (1 is the dense network itself) and in (0, 1]
@@ -397,46 +249,6 @@ def flops_target_problem(key: str, value: float, pruning: bool) -> str | None:
     if not 0 < value <= 1:
         return f"{key} must be in (0, 1], the share of the dense FLOPs to keep, got {value}"
     return None
-
-
-def _check_buildable(cfg: RunConfig) -> None:
-    """Build the model on the meta device (no memory, no data): shape errors surface now."""
-    from core.data import dataset_spec
-    from core.models import meta_model
-
-    info = dataset_spec(cfg.data).info
-    model = meta_model(cfg.model, info.num_classes, cfg.data.image_size or info.image_size)
-    layers = {name for name, _ in model.named_modules()}
-    unknown = [name for name in cfg.prune.keep if name not in layers]
-    _check(not unknown, f"prune.keep: no layer named {', '.join(map(repr, unknown))} in {cfg.model.name}")
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def _check_choice(key: str, value: str, choices: Iterable[str]) -> None:
-    choices = list(choices)
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{key}: unknown value {value!r}{hint}; choose from {', '.join(choices)}")
-
-
-def _typed_options(key: str, entry: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """Merge `given` into the entry's options dataclass: unknown keys and bad types fail."""
-    if entry.options is None:
-        if given:
-            raise ConfigError(f"{key}: {entry.name!r} takes no options, got {sorted(given)}")
-        return {}
-    schema = OmegaConf.structured(entry.options)
-    merged = _merge(schema, OmegaConf.create(given), source=key, prefix=f"{key}.")
-    options = OmegaConf.to_object(merged)
-    validate = getattr(options, "validate", None)
-    if validate is not None:
-        validate()
-    return dataclasses.asdict(options)
 
 
 # ----------------------------------------------------------------------------- help

@@ -33,6 +33,7 @@ import torch.nn as nn
 from core.checkpoint import save_torch
 from core.config import ModelConfig
 from core.errors import ConfigError
+from core.models import build_model
 
 FORMAT = "s2hpruner-export/1"
 _PLAIN = (bool, int, float, str, type(None))
@@ -68,8 +69,6 @@ def save_pruned(network: nn.Module, arch: dict[str, Any], path: str | Path) -> N
 
 def rebuild(payload: dict[str, Any]) -> nn.Module:
     """The `nn.Module` a weights-only payload describes, in eval mode, on the CPU."""
-    from core.models import build_model
-
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ConfigError(f"not an exported network of format {FORMAT} (found {found!r})")

@@ -74,6 +74,12 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (timing and memory read after it); nothing on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def memory_kind(device: torch.device) -> str:
     return "cuda_peak_allocated" if device.type == "cuda" else "cpu_peak_rss"
 

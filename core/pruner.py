@@ -12,9 +12,9 @@ a run where a config's decisions will fall (`core.regime`: the working-regime ru
 Checkpointing goes through `state_dict`/`load_state_dict`, which must hold tensors and
 primitives only.
 
-`PRUNERS` maps the names used in configs to pruner classes. `core` registers `dense`; the
-`method` and `baselines` packages register theirs when imported (the registry imports them
-on first lookup).
+`PRUNERS` maps the names used in configs to pruner classes. `core.dense` registers `dense`,
+the `method` and `baselines` packages theirs, each when imported: the registry imports them
+on first lookup, so none of them is imported by this module.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from core.errors import ConfigError
 from core.regime import PlannedDecision, plan_breaks
 from core.registry import Registry
 
-PRUNERS: Registry = Registry("pruner", plugins=("method", "baselines"))
+# `core.dense` registers `dense` (it builds on this module, so it is loaded like the plugins)
+PRUNERS: Registry = Registry("pruner", plugins=("core.dense", "method", "baselines"))
 
 
 @dataclass
@@ -184,6 +185,3 @@ def planned_breaks(cfg: RunConfig) -> list[str]:
     planned = PRUNERS.get(cfg.prune.method).factory.planned_decisions(cfg)
     return plan_breaks(planned, cfg.train.epochs, cfg.prune.decide_after_epochs)
 
-
-# Registration of the built-in pruner happens on import.
-from core import dense  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """Run identity, run folders and run records.
 
 `run_id` is a short hash of the result-relevant part of a resolved config (see
-`core.config.result_fields`): never a timestamp or a job id, so the same config always maps
+`core.resolve.result_fields`): never a timestamp or a job id, so the same config always maps
 to the same folder `<output_root>/runs/<experiment>/<run_id>/`. Resuming, skipping finished
 runs and joining runs into tables all rest on that.
 
@@ -33,7 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.config import RunConfig, result_fields, to_yaml
+from core.config import RunConfig, to_yaml
+from core.resolve import from_dict, result_fields
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, unique, write_json, write_text
 from core.lease import LEASE_FILE, Lease, lease_state
 
@@ -195,8 +196,6 @@ class RunDir:
         output root set to where the folder is now: references to other runs resolve beside it,
         wherever the results folder was moved or copied."""
         import yaml
-
-        from core.config import from_dict
 
         record = self.read_record()
         if record is not None and isinstance(record.get("config"), dict):

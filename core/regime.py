@@ -13,7 +13,7 @@ architecture it exports. The rule:
    mini ResNet-50 is past it at epoch 1.47 of 12).
 2. **Enough training after the last decision.** At least `TAIL_SHARE` of the run's steps follow
    it, and the network the run exports has a train loss (its cross-entropy on the first
-   training batches, `core.engine.train_loss`) of at most `LOSS_SHARE` of chance's: the pruned
+   training batches, `core.loop.train_loss`) of at most `LOSS_SHARE` of chance's: the pruned
    network was trained back into the regime its decisions were made in.
 
 A method whose decision is made regardless of training by definition says so (`exempt` in the

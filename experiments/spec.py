@@ -55,7 +55,8 @@ from typing import Any, Iterable
 import yaml
 
 from core import catalog
-from core.config import PROFILES, RunConfig, compose, pending_runs, resolve
+from core.config import PROFILES, RunConfig, compose
+from core.resolve import pending_runs, resolve
 from core.errors import ConfigError
 from core.records import RunDir, run_ref
 

@@ -43,7 +43,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from core.config import RunConfig, is_pending_run
+from core.config import RunConfig
+from core.resolve import is_pending_run
 from core.errors import ConfigError
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json
 from core.groups import groups_for_run, slim

@@ -19,7 +19,8 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from core.config import RunConfig, is_pending_run
+from core.config import RunConfig
+from core.resolve import is_pending_run
 from core.dense import DensePruner
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim

@@ -24,7 +24,7 @@ import submitit
 
 def run_config(config: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume, or skip) the run of `config` in this process; its summary as a dict."""
-    from core.config import from_dict
+    from core.resolve import from_dict
     from core.engine import run
 
     outcome = run(from_dict(config))

@@ -17,7 +17,8 @@ for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import pytest
 import torch
 
-from core.config import RunConfig, load
+from core.config import RunConfig
+from core.resolve import load
 from core.export import load_pruned
 
 # Small enough to train an epoch in well under a second on one CPU core, big enough to learn.

@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from core.config import DEMO, RunConfig, demo_overrides, from_dict, load, result_fields, to_dict
+from core.config import DEMO, RunConfig, demo_overrides, to_dict
+from core.resolve import from_dict, load, result_fields
 from core.errors import ConfigError
 from core.records import run_id
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import demo_overrides, load
+from core.config import demo_overrides
+from core.resolve import load
 from core.engine import run
 
 

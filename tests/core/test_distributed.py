@@ -16,7 +16,7 @@ WORKER = textwrap.dedent(
     """
     import os, sys, torch
     torch.set_num_threads(1)
-    from core.config import load
+    from core.resolve import load
     from core.engine import run
     cfg = load(sys.argv[2:])
     outcome = run(cfg)
@@ -34,7 +34,7 @@ def _launch(tmp_path, *overrides: str) -> RunDir:
                str(script), str(tmp_path), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    from core.config import load
+    from core.resolve import load
 
     return RunDir.for_config(load(args))
 
@@ -67,7 +67,7 @@ FAILING_WORKER = textwrap.dedent(
     """
     import os, sys, torch
     torch.set_num_threads(1)
-    from core.config import load
+    from core.resolve import load
     from core.dense import DensePruner
     from core.engine import run
     if os.environ["RANK"] == "1":
@@ -106,7 +106,7 @@ def test_an_error_on_one_rank_ends_every_rank_at_once_and_the_record_names_it(tm
     outs = [p.communicate(timeout=240)[0] for p in procs]
     assert time.monotonic() - started < 120, "a rank waited for a collective timeout"
     assert all(p.returncode != 0 for p in procs), outs
-    from core.config import load
+    from core.resolve import load
 
     record = RunDir.for_config(load(args)).read_record()
     assert record["status"] == "failed"

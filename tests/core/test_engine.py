@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.config import from_dict, load
+from core.resolve import from_dict, load
 from core.dense import DensePruner
 from core.engine import RunInterrupted, run
 from core.export import load_pruned

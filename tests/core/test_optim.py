@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from core.config import load
+from core.resolve import load
 from core.optim import build_optimizer, build_scheduler
 
 SPE = 10  # steps per epoch

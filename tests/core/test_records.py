@@ -7,7 +7,7 @@ from analysis.records import load_runs
 from core.checkpoint import rng_state, save_torch, set_rng_state
 from core.engine import run
 from core.files import write_json
-from core.config import from_dict
+from core.resolve import from_dict
 from core.records import RunDir, run_id
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pytest
 
-from core.config import resolve
+from core.resolve import resolve
 from core.data import dataset_spec
 from core.models import build_model
 from experiments.spec import Cell, expand, experiment_names

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.config import load
+from core.resolve import load
 from core.data import DATASETS, dataset_spec, prepare_dataset
 from core.data.loaders import build_data
 from core.errors import DatasetNotFound

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import load
+from core.resolve import load
 from core.data import dataset_spec, prepare_dataset
 from core.data import fashion_mnist as fm
 from core.data.loaders import build_data

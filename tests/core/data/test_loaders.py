@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from core.config import load
+from core.resolve import load
 from core.data.loaders import EpochSampler, build_data, fixed_subset
 from core.data.transforms import AUGMENTATIONS, recipe_name
 

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-from core.config import ModelConfig, load
+from core.config import ModelConfig
+from core.resolve import load
 from core.errors import ConfigError
 from core.groups import GroupMasks, channel_order, discover_groups, groups_for_run, slim
 from core.models import build_model

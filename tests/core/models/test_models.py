@@ -8,7 +8,8 @@ from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 from torchvision.ops.misc import SqueezeExcitation
 
-from core.config import ModelConfig, load
+from core.config import ModelConfig
+from core.resolve import load
 from core.errors import ConfigError
 from core.models import MODELS, build_model
 
