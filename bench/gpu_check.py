@@ -179,7 +179,7 @@ def part_ddp(device: torch.device, width: float = 1.0, method: str = "s2hpruner"
 
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device.index or 0)  # NCCL's collectives run on the current device
     # the address in the call, not in MASTER_ADDR/MASTER_PORT: this process's environment is
     # left as it was (submitit refuses to start data-parallel workers where they are set)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)

@@ -63,8 +63,8 @@ class PassStreams:
         if self.side is None:
             yield
             return
-        if self.cuda:
-            for tensor in inputs:
+        for tensor in inputs:
+            if tensor.is_cuda:
                 tensor.record_stream(self.side)
         with self._stream(self.side):
             yield
@@ -76,6 +76,6 @@ class PassStreams:
             return
         current = self._current()
         current.wait_stream(self.side)
-        if self.cuda:
-            for tensor in outputs:
+        for tensor in outputs:
+            if tensor.is_cuda:
                 tensor.record_stream(current)
