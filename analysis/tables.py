@@ -22,8 +22,8 @@ from analysis import paper
 from analysis.cells import FLOPS_TOLERANCE, SEED_LABEL, Builder, achieved_ratio, labelled  # noqa: F401
 from analysis.grid import Comparison, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority
-from core import catalog  # standard library only
 from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
+from core import catalog  # standard library only
 
 TABLE_NUMBERS = tuple(range(1, 11))
 CNNS = catalog.models("cnn")

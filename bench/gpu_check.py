@@ -152,6 +152,16 @@ def part_inference(device: torch.device, width: float = 1.0) -> dict[str, Any]:
     return {"rows": [dense, slim], "passed": "error" not in dense and "error" not in slim}
 
 
+def _batch(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed CIFAR-100-shaped batch of `bench.training.BATCH` on `device` (the DDP and stream parts')."""
+    from bench.training import BATCH
+
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randn(BATCH, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 100, (BATCH,), generator=generator)
+    return images.to(device), labels.to(device)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -167,7 +177,7 @@ def part_ddp(device: torch.device, width: float = 1.0, method: str = "s2hpruner"
     process group of one (NCCL on a GPU, gloo on a CPU), from the same state: equal results."""
     import torch.distributed as dist
 
-    from bench.training import BATCH, bench_config, build_pruner
+    from bench.training import bench_config, build_pruner
     from core import distributed
 
     class OneOfOne(distributed.Distributed):
@@ -184,9 +194,7 @@ def part_ddp(device: torch.device, width: float = 1.0, method: str = "s2hpruner"
     # left as it was (submitit refuses to start data-parallel workers where they are set)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
     try:
-        generator = torch.Generator().manual_seed(3)
-        images = torch.randn(BATCH, 3, 32, 32, generator=generator).to(device)
-        labels = torch.randint(0, 100, (BATCH,), generator=generator).to(device)
+        images, labels = _batch(device)
         cfg = bench_config(method, 0.15, device.type, width)
         plain, synced = build_pruner(cfg, device, images, labels), build_pruner(cfg, device, images, labels)
         place = OneOfOne()
@@ -202,23 +210,12 @@ def part_ddp(device: torch.device, width: float = 1.0, method: str = "s2hpruner"
             "passed": worst <= TOLERANCE}
 
 
-def _median_s(step: Callable[[], Any], device: torch.device, warmup: int, steps: int) -> float:
-    """Median seconds of `step` after `warmup` calls (`bench.training.timed`: CUDA events on a GPU)."""
-    from bench.training import timed
-
-    for _ in range(warmup):
-        step()
-    return statistics.median(timed(step, device) for _ in range(steps))
-
-
 def part_streams(device: torch.device, width: float = 1.0, steps: int = 10, warmup: int = 3) -> dict[str, Any]:
     """S2HPruner's gradients with the hard pass on its own stream against the sequential step's,
     its masks at the target (`bench.training.masks_at_target`), and the step time of each."""
-    from bench.training import BATCH, bench_config, build_pruner, masks_at_target
+    from bench.training import bench_config, build_pruner, masks_at_target, time_calls
 
-    generator = torch.Generator().manual_seed(3)
-    images = torch.randn(BATCH, 3, 32, 32, generator=generator).to(device)
-    labels = torch.randint(0, 100, (BATCH,), generator=generator).to(device)
+    images, labels = _batch(device)
     states = {}
     for streams in ("one", "two"):
         cfg = bench_config("s2hpruner", 0.15, device.type, width, (f"prune.options.streams={streams}",))
@@ -233,7 +230,8 @@ def part_streams(device: torch.device, width: float = 1.0, steps: int = 10, warm
     row = {"max_relative_error": worst, "tensors": len(pairs), "logits_error": relative_error(have.logits, want.logits),
            "hard_flops_ratio": sequential.hard_flops_ratio()}
     for name, state in states.items():
-        row[f"step_s_{name}_stream"] = _median_s(lambda s=state: s.gradients(images, labels), device, warmup, steps)
+        times = time_calls(lambda _, s=state: s.gradients(images, labels), device, warmup, steps)
+        row[f"step_s_{name}_stream"] = statistics.median(times)
     row["speedup"] = row["step_s_one_stream"] / row["step_s_two_stream"]
     row["passed"] = worst <= TOLERANCE and row["logits_error"] <= TOLERANCE
     return row

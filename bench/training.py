@@ -112,15 +112,18 @@ def timed(step: Callable[[], Any], device: torch.device) -> float:
     return start.elapsed_time(end) / 1000
 
 
+def time_calls(step: Callable[[int], Any], device: torch.device, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of `steps` calls `step(k)` after `warmup` untimed ones (`k` counts every
+    call from 0; each timed by `timed`)."""
+    for k in range(warmup):
+        step(k)
+    return [timed(lambda k=k: step(k), device) for k in range(warmup, warmup + steps)]
+
+
 def time_steps(pruner: Pruner, images: torch.Tensor, labels: torch.Tensor, device: torch.device, first: int,
                warmup: int, steps: int) -> list[float]:
-    """Seconds of each of `steps` steps after `warmup` steps, the first step counted `first` (`timed`)."""
-    times = []
-    for k in range(warmup + steps):
-        seconds = timed(lambda: pruner.train_step(images, labels, 0, first + k), device)
-        if k >= warmup:
-            times.append(seconds)
-    return times
+    """Seconds of each of `steps` steps after `warmup` steps, the first step counted `first`."""
+    return time_calls(lambda k: pruner.train_step(images, labels, 0, first + k), device, warmup, steps)
 
 
 def summary(times: list[float]) -> dict[str, Any]:

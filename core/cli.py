@@ -83,12 +83,10 @@ def _set_aside_finished(run_dir) -> bool:
     if run_dir.status() != "done":
         return True
     try:
-        lease = run_dir.take_lease()
+        moved = run_dir.set_aside_leased("rerun")
     except LeaseHeld as exc:
         print(str(exc), file=sys.stderr)
         return False
-    with lease:
-        moved = run_dir.set_aside("rerun")
     print(f"{run_dir.path}: the finished attempt is set aside in {moved}; training it afresh")
     return True
 

@@ -7,6 +7,9 @@ with status 2, without a traceback.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class SuiteError(Exception):
     """A user-facing error whose message is one self-explanatory line."""
@@ -22,3 +25,9 @@ class ConfigError(SuiteError):
 
 class DatasetNotFound(SuiteError):
     """A dataset that is neither on disk nor downloadable with the current settings."""
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices` to a misspelled `value`, or ''."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

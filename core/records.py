@@ -165,6 +165,12 @@ class RunDir:
             os.replace(path, target / path.name)
         return target
 
+    def set_aside_leased(self, why: str) -> Path | None:
+        """`set_aside` under the run's lease, taken and released here; `LeaseHeld` when another
+        live process holds it (nothing is moved)."""
+        with self.take_lease():
+            return self.set_aside(why)
+
     def status(self) -> str:
         """'done' | 'failed' (a record says so) | 'partial' (a checkpoint, no record) | 'missing'."""
         record = self.read_record()

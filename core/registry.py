@@ -8,13 +8,12 @@ not after a day in a queue).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass, is_dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from core import catalog
-from core.errors import ConfigError
+from core.errors import ConfigError, did_you_mean
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -90,6 +89,4 @@ class Registry(Generic[T]):
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     """'unknown model 'resnet5' (did you mean 'resnet50'?); known: ...' as one line."""
-    close = difflib.get_close_matches(str(name), known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+    return f"unknown {kind} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"

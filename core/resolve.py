@@ -11,7 +11,6 @@ import `core.config` for their option types: the dependency points one way.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -35,7 +34,7 @@ from core.config import (
     read_config_file,
 )
 from core.data import AUGMENTATIONS, DATASETS, dataset_spec
-from core.errors import ConfigError
+from core.errors import ConfigError, did_you_mean
 from core.models import MODELS, meta_model
 from core.pruner import PRUNERS
 
@@ -189,9 +188,8 @@ def _check(ok: bool, message: str) -> None:
 def _check_choice(key: str, value: str, choices: Iterable[str]) -> None:
     choices = list(choices)
     if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{key}: unknown value {value!r}{hint}; choose from {', '.join(choices)}")
+        raise ConfigError(f"{key}: unknown value {value!r}{did_you_mean(value, choices)}; "
+                          f"choose from {', '.join(choices)}")
 
 
 def _typed_options(key: str, entry: Any, given: dict[str, Any]) -> dict[str, Any]:

@@ -298,12 +298,10 @@ def _set_aside(cell: Any, state: Any) -> tuple[bool, Path | None]:
     from core.lease import LeaseHeld
 
     try:
-        lease = cell.run_dir.take_lease()
+        moved = cell.run_dir.set_aside_leased(state.state if state.state != "done" else "rerun")
     except LeaseHeld as exc:
         print(f"{cell.experiment} {cell.describe()}: not set aside: {exc}")
         return False, None
-    with lease:
-        moved = cell.run_dir.set_aside(state.state if state.state != "done" else "rerun")
     if moved is not None:
         print(f"{cell.experiment} {cell.describe()}: {state.state} attempt set aside in {moved}")
     return True, moved

@@ -57,7 +57,7 @@ import yaml
 from core import catalog
 from core.config import PROFILES, RunConfig, compose
 from core.resolve import pending_runs, resolve
-from core.errors import ConfigError
+from core.errors import ConfigError, did_you_mean
 from core.records import RunDir, run_ref
 
 HERE = Path(__file__).resolve().parent
@@ -127,11 +127,8 @@ def find(name_or_path: str) -> Path:
         return path
     path = HERE / f"{name_or_path}.yaml"
     if not path.is_file():
-        import difflib
-
-        close = difflib.get_close_matches(name_or_path, experiment_names(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown experiment {name_or_path!r}{hint}; `python -m experiments list` shows them")
+        raise ConfigError(f"unknown experiment {name_or_path!r}{did_you_mean(name_or_path, experiment_names())}; "
+                          "`python -m experiments list` shows them")
     return path
 
 
@@ -190,14 +187,14 @@ def _block_cells(exp: Experiment, block: dict[str, Any]) -> Iterable[tuple[dict[
     if len(lengths) > 1:
         raise ConfigError(f"{exp.path}: the lists of a `zip` block must have equal lengths, got {sorted(lengths)}")
     rows = [dict(zip(zipped, row)) for row in zip(*zipped.values())] if zipped else [{}]
-    axes = list(product.items())
-    axes = [(axis, _catalog_values(exp, axis, values)) for axis, values in axes]
+    axes = [(axis, _catalog_values(exp, axis, values)) for axis, values in product.items()]
+    bundles_of = {axis: _bundles(exp, axis) for axis in [*product, *zipped]}  # None: a config key
     for combo in itertools.product(*(values for _, values in axes)):
         for row in rows:
             labels: dict[str, str] = {}
             values: dict[str, Any] = dict(block.get("set") or {})
             for axis, value in [*zip((a for a, _ in axes), combo), *row.items()]:
-                bundles = _bundles(exp, axis)
+                bundles = bundles_of[axis]
                 if bundles is not None:
                     if value not in bundles:
                         raise ConfigError(f"{exp.path}: axis {axis!r} has no bundle {value!r}; known: {sorted(bundles)}")
@@ -325,12 +322,8 @@ def _check_method_prefixes(exp: Experiment, overrides: list[str], methods: set[s
     for item in overrides:
         head, sep, _ = item.partition(":")
         if sep and "=" not in head and head not in methods:
-            import difflib
-
-            close = difflib.get_close_matches(head, sorted(methods), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{item}: no cell of {exp.name} has prune.method={head}{hint}; its methods: "
-                              f"{', '.join(sorted(methods))}")
+            raise ConfigError(f"{item}: no cell of {exp.name} has prune.method={head}"
+                              f"{did_you_mean(head, sorted(methods))}; its methods: {', '.join(sorted(methods))}")
 
 
 def profile_seeds(profile: str) -> int:
