@@ -34,6 +34,7 @@ from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError
+from core.preflight import Preflight
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
@@ -127,8 +128,11 @@ class GroupSLPruner(PhasedPruner):
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
-        require_cnn(cfg, "group_sl")
         cls.planned_decisions(cfg)  # a pre-training stretched past the budget says so now
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+        require_cnn(cfg, flight, "group_sl")
 
     @classmethod
     def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:

@@ -44,6 +44,7 @@ from baselines.phases import Phase, PhasedPruner, Phases
 from baselines.zig import ZeroInvariantGroups
 from core.config import RunConfig
 from core.errors import ConfigError
+from core.preflight import Preflight
 from core.groups import FlopsModel, groups_for_run, slim
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
@@ -114,8 +115,11 @@ class OTOv2Pruner(PhasedPruner):
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
-        require_cnn(cfg, "otov2")
         cls.planned_decisions(cfg)  # a warm-up stretched past the budget says so now
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+        require_cnn(cfg, flight, "otov2")
 
     @classmethod
     def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:

@@ -37,6 +37,7 @@ from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
+from core.preflight import Preflight
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
@@ -163,7 +164,10 @@ class RefillPruner(PhasedPruner):
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
         check_pruning_target(cfg)
-        require_cnn(cfg, "refill")
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+        require_cnn(cfg, flight, "refill")
 
     @classmethod
     def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:

@@ -19,8 +19,6 @@ official 50,000 of 90,000 iterations), unless `reg_increment` fixes the incremen
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -31,15 +29,13 @@ from baselines.budget import check_split, phase_optimizer, split_points
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
+from core.preflight import Preflight
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
 from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
 from core.seeding import PRUNE_SELECTION, derive_seed
 
 SELECTIONS = ("rand", "l1_min")
-# lowest_ratio per network and group set-up, for check_config: a grid asks at three targets per
-# network, and finding the groups costs 0.5-1.3 s a network (1.3 s a cell of Table 1 before).
-_FLOORS: dict[str, float] = {}
 
 
 @dataclass
@@ -174,19 +170,14 @@ class RSTPruner(PhasedPruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        from core.data import dataset_spec
-        from core.models import build_model
-
         check_pruning_target(cfg)
-        info = dataset_spec(cfg.data).info
-        size = cfg.data.image_size or info.image_size
-        key = json.dumps([dataclasses.asdict(cfg.model), info.num_classes, size, cfg.prune.include_stem,
-                          list(cfg.prune.keep), cfg.prune.attention], sort_keys=True, default=repr)
-        if key not in _FLOORS:  # the groups depend on the network and these prune fields, not the target
-            model = build_model(cfg.model, info.num_classes, size)
-            groups = groups_for_run(model, cfg.prune, size)
-            _FLOORS[key] = lowest_ratio(groups, FlopsModel(model, groups))
-        check_reachable(_FLOORS[key], cfg.prune.flops_target)
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+        """The target must be above the lowest ratio removing interior units can reach (the
+        pre-flight's network and groups: traced on the meta device, as on the real one)."""
+        groups = flight.groups(cfg)
+        check_reachable(lowest_ratio(groups, FlopsModel(flight.network(cfg), groups)), cfg.prune.flops_target)
 
     # ----------------------------------------------------------------------------- training
 

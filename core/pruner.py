@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -33,6 +33,9 @@ from core.decisions import Decision
 from core.errors import ConfigError
 from core.regime import PlannedDecision, plan_breaks
 from core.registry import Registry
+
+if TYPE_CHECKING:  # the pre-flight imports this module's registry
+    from core.preflight import Preflight
 
 # `core.dense` registers `dense` (it builds on this module, so it is loaded like the plugins)
 PRUNERS: Registry = Registry("pruner", plugins=("core.dense", "method", "baselines"))
@@ -103,7 +106,14 @@ class Pruner(ABC):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
-        """Reject configs the method cannot run (called by `resolve`, before any work)."""
+        """Reject configs the method cannot run, from their values alone (called by `resolve`,
+        which builds nothing)."""
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: "Preflight") -> None:
+        """Reject configs the method cannot run on their network or with the files on disk
+        (called by `core.preflight` once `resolve` passed, before anything is queued; `flight`
+        holds the network and its channel groups, built once for the whole submission)."""
 
     @classmethod
     def planned_decisions(cls, cfg: RunConfig) -> list[PlannedDecision]:

@@ -3,7 +3,7 @@
 `core.config` types a run's configuration and composes it from defaults, files and overrides
 without knowing which models, datasets or methods exist; this module checks it against them
 (`resolve`: every name known, every value possible, each `options` block typed by its entry's
-dataclass, the model buildable on the meta device) and says which of its fields can change a
+dataclass; it builds nothing: what needs a network or the disk is `core.preflight`'s) and says which of its fields can change a
 run's results (`result_fields`, what the run id hashes). It imports the registries, which
 import `core.config` for their option types: the dependency points one way.
 """
@@ -11,11 +11,8 @@ import `core.config` for their option types: the dependency points one way.
 from __future__ import annotations
 
 import dataclasses
-import os
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from omegaconf import OmegaConf
 
@@ -33,21 +30,25 @@ from core.config import (
     merge,
     read_config_file,
 )
-from core.data import AUGMENTATIONS, DATASETS, dataset_spec
+from core.data import AUGMENTATIONS, DATASETS
 from core.errors import ConfigError, did_you_mean
-from core.models import MODELS, meta_model
+from core.models import MODELS
+from core.preflight import preflight
 from core.pruner import PRUNERS
 
 
 def load(overrides: Iterable[str] = (), files: Iterable[str | Path] = ()) -> RunConfig:
-    """Defaults, then YAML `files`, then `key=value` overrides; typed, validated, resolved."""
+    """Defaults, then YAML `files`, then `key=value` overrides; typed, validated, resolved, and
+    through the pre-flight (`core.preflight`: its network built once, the method's checks)."""
     layers = []
     for path in files:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         layers.append((read_config_file(path), str(path)))
-    return resolve(compose(layers, overrides))
+    cfg = resolve(compose(layers, overrides))
+    preflight([cfg])
+    return cfg
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -81,25 +82,6 @@ def result_fields(cfg: RunConfig) -> dict[str, Any]:
             cosmetic = {f.name for f in dataclasses.fields(schema) if not f.metadata.get("result", True)}
             fields[section]["options"] = {k: v for k, v in fields[section]["options"].items() if k not in cosmetic}
     return fields
-
-
-_PENDING_RUNS: ContextVar[frozenset[str]] = ContextVar("pending_runs", default=frozenset())
-
-
-@contextmanager
-def pending_runs(folders: Iterable[str | Path]) -> Iterator[None]:
-    """Run folders that are queued in the same submission and will exist before the runs that
-    read them start (e.g. Table 7's fine-tuning reads a soft-only run). Methods that check a
-    source run folder at validation (`init_from`, `architecture_from`) accept these unread."""
-    token = _PENDING_RUNS.set(frozenset(os.path.normpath(str(f)) for f in folders))
-    try:
-        yield
-    finally:
-        _PENDING_RUNS.reset(token)
-
-
-def is_pending_run(folder: str | Path) -> bool:
-    return os.path.normpath(str(folder)) in _PENDING_RUNS.get()
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
@@ -167,17 +149,7 @@ def resolve(cfg: RunConfig) -> RunConfig:
     check = getattr(entry.factory, "check_config", None)
     if check is not None:
         check(cfg)
-    _check_buildable(cfg)
     return cfg
-
-
-def _check_buildable(cfg: RunConfig) -> None:
-    """Build the model on the meta device (no memory, no data): shape errors surface now."""
-    info = dataset_spec(cfg.data).info
-    model = meta_model(cfg.model, info.num_classes, cfg.data.image_size or info.image_size)
-    layers = {name for name, _ in model.named_modules()}
-    unknown = [name for name in cfg.prune.keep if name not in layers]
-    _check(not unknown, f"prune.keep: no layer named {', '.join(map(repr, unknown))} in {cfg.model.name}")
 
 
 def _check(ok: bool, message: str) -> None:

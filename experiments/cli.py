@@ -10,8 +10,10 @@
     python -m experiments run my_grid.yaml ...          # a grid of one's own, same format
     python -m experiments run table1,table5 ...         # several grids as one queue (shared runs once)
 
-`run` expands the grid, validates every cell (a typo or an unknown method names the cell and
-stops before anything is submitted), skips cells that are done, queued or being trained (a run
+`run` expands the grid, resolves every cell's config once (a typo or an unknown method names the
+cell), runs the pre-flight (each network built once, on the meta device, and every cell checked
+on it: an unreachable FLOPs target names the cell) and stops there before anything is submitted
+if a check fails; it skips cells that are done, queued or being trained (a run
 folder's lease says by whom; a SLURM job whose state `squeue` cannot tell is left alone), and
 failed cells unless `--rerun failed`; submits the rest and prints where each went. `--rerun
 stale|failed|all` first moves the earlier attempts aside (kept under `<output-root>/attempts/`).
@@ -37,7 +39,7 @@ from typing import Any
 
 from core.errors import ConfigError, SuiteError
 from core.files import write_json
-from experiments.spec import GRID_PROFILES, Cell, Expansion, expand, experiment_names, load_experiment
+from experiments.spec import GRID_PROFILES, Cell, Expansion, expand, experiment_names, load_experiment, preflight
 
 DEFAULT_OUTPUT = "results"
 
@@ -206,6 +208,7 @@ def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse
     from slurm.settings import describe, load_settings
 
     check_jobs(args.jobs, args.executor)
+    preflight(expansions)  # every network built once and every cell checked on it, before anything is queued
     settings = None
     if args.executor == "slurm":
         keys = ("partition", "account", "qos", "time_min", "cpus_per_task", "mem_gb", "constraint", "parallelism", "gpus")

@@ -56,7 +56,8 @@ import yaml
 
 from core import catalog
 from core.config import PROFILES, RunConfig, compose
-from core.resolve import pending_runs, resolve
+from core.preflight import Preflight
+from core.resolve import resolve
 from core.errors import ConfigError, did_you_mean
 from core.records import RunDir, run_ref
 
@@ -264,6 +265,20 @@ class Expansion:
         return [*self.extra, *self.cells]
 
 
+def preflight(expansions: Iterable[Expansion]) -> None:
+    """The pre-flight step of a submission (`core.preflight`), before anything is queued: each
+    network of its cells built once, every cell checked on it; the runs the submission queues
+    (every cell not yet done) count as present for the cells that read them. A problem raises
+    with the cell named."""
+    cells = list({str(c.run_dir.path): c for e in expansions for c in e.all_cells}.values())
+    flight = Preflight(str(c.run_dir.path) for c in cells if c.run_dir.status() != "done")
+    for cell in cells:
+        try:
+            flight.check(cell.cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{cell.experiment} cell [{cell.describe()}]: {exc}") from None
+
+
 def expand(
     name_or_path: str,
     profile: str = "smoke",
@@ -389,11 +404,7 @@ def _build(cell: Cell, profile: str, output_root: str | None, where: str, valida
         nested["output_root"] = output_root
     try:
         cfg = compose([(nested, "experiment")], cell.overrides)
-        if not validate:
-            return cfg
-        pending = [str(source.run_dir.path) for source in cell.needs if source.run_dir.status() != "done"]
-        with pending_runs(pending):
-            return resolve(cfg)
+        return resolve(cfg) if validate else cfg
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 
 from core.config import RunConfig
-from core.resolve import is_pending_run
+from core.preflight import Preflight
 from core.errors import ConfigError
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json
 from core.groups import groups_for_run, slim
@@ -109,10 +109,14 @@ class S2HPruner(SubstratePruner):
         if options.warmup_epochs >= cfg.train.epochs:
             raise ConfigError(f"prune.options.warmup_epochs ({options.warmup_epochs}) must be below train.epochs "
                               f"({cfg.train.epochs}): the masks would never train")
-        source = resolve_run(options.init_from, cfg.output_root) if options.init_from else None
-        if source is not None and is_pending_run(source):
-            return  # queued before this run in the same submission
-        if source is not None and not (source / "checkpoint.pt").exists():
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+        """`init_from` (Table 7's fine-tuning) must name a run with a checkpoint, or one queued
+        before this run in the same submission."""
+        init_from = S2HOptions(**cfg.prune.options).init_from
+        source = resolve_run(init_from, cfg.output_root) if init_from else None
+        if source is not None and not flight.is_queued(source) and not (source / "checkpoint.pt").exists():
             raise ConfigError(f"prune.options.init_from: no checkpoint.pt in {source}")
 
     @classmethod

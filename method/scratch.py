@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from core.config import RunConfig
-from core.resolve import is_pending_run
+from core.preflight import Preflight
 from core.dense import DensePruner
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim
@@ -94,8 +94,13 @@ class ScratchPruner(DensePruner):
 
     @classmethod
     def check_config(cls, cfg: RunConfig) -> None:
+        """Any FLOPs target (dense training's rule does not apply): the architecture read from
+        `architecture_from` sets the FLOPs, and the target only labels the cell."""
+
+    @classmethod
+    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
         source = resolve_run(ScratchOptions(**cfg.prune.options).architecture_from, cfg.output_root)
-        if not is_pending_run(source):  # a source queued earlier in the same submission is read when the run starts
+        if not flight.is_queued(source):  # a source queued earlier in the same submission is read when the run starts
             read_architecture(source)
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:

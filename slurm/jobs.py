@@ -1,7 +1,8 @@
 """The job every executor runs: one run config, as a submitit Checkpointable.
 
-The job pickles the resolved config as a plain dict (never a model or a tensor); all of its
-state lives in the run folder. So a requeued job, whether SLURM requeued it after a
+The job pickles the resolved config as a plain dict (never a model or a tensor) and types it
+back without checking it again: it was resolved and through the pre-flight once, when the grid
+was submitted. All of its state lives in the run folder. So a requeued job, whether SLURM requeued it after a
 pre-emption, `scontrol requeue`, or submitit after a time-out, simply calls `core.engine.run`
 again, which resumes from the run folder's checkpoint:
 
@@ -21,13 +22,14 @@ from typing import Any
 
 import submitit
 
+from core.config import compose
+
 
 def run_config(config: dict[str, Any]) -> dict[str, Any]:
     """Train (or resume, or skip) the run of `config` in this process; its summary as a dict."""
-    from core.resolve import from_dict
     from core.engine import run
 
-    outcome = run(from_dict(config))
+    outcome = run(compose([(config, "config")]))
     metrics = outcome.record.get("metrics", {})
     return {
         "status": outcome.status,

@@ -77,7 +77,7 @@ def test_target_below_the_floor_is_a_config_error(tiny):
     from core.models import build_model
     from baselines.rst_s import lowest_ratio
 
-    for _ in range(2):  # the second time from the floor check_config kept
+    for _ in range(2):  # each load is its own pre-flight: the same answer twice
         with pytest.raises(ConfigError, match="RST-S prunes interior groups only") as refused:
             tiny("prune.method=rst_s", "prune.flops_target=0.01")
     cfg = tiny("prune.method=rst_s", "prune.flops_target=0.35")  # the same network at a reachable target
