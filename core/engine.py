@@ -254,7 +254,6 @@ def _record(trainer: Training, status: str, dense_flops: int, dense_params: int,
     steps = cfg.train.epochs * trainer.data.steps_per_epoch
     record["regime"] = trainer.decisions.regime(trainer.data.info.num_classes, steps,
                                                 metrics.get("train_loss_export", metrics.get("train_loss")))
-    record["cells"] = trainer.run_dir.cells()  # the table cells grids have given it so far (see RunDir.cells)
     if trainer.code_started != record["code"]["version"]:
         record["code"]["started_with"] = trainer.code_started  # resumed across a code change: mixed
     if error is not None:

@@ -17,16 +17,15 @@ A lease left behind (SIGKILL, a node that died) is taken over when its holder is
 Takeovers themselves go through a second marker file created the same way, so two processes
 finding one dead holder do not both take it.
 
-Standard library only: `experiments status` reads leases without loading torch.
+Standard library only: `experiments status` reads leases without loading torch. Whether a
+process or a SLURM job is alive is `core.runstate`'s to say (the pid, `squeue`), as is where a
+run stands as a whole (record, lease, submission).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -35,12 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import SuiteError
+from core.runstate import LIVE_SLURM_STATES, hostname, pid_alive, process_start, slurm_job_id, slurm_job_state
 
 LEASE_FILE = "lease.json"
-SQUEUE_TIMEOUT_S = 20.0
 TAKEOVER_STALE_S = 60.0  # a takeover marker older than this was left by a process that died mid-takeover
-LIVE_SLURM_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
-                     "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
 
 
 class LeaseHeld(SuiteError):
@@ -50,53 +47,6 @@ class LeaseHeld(SuiteError):
         self.holder, self.state = holder, state
         hint = "" if state == "alive" else f"; if it is gone, remove {folder / LEASE_FILE}"
         super().__init__(f"{folder}: being trained by {holder.describe()} ({state}){hint}; not training it here")
-
-
-def hostname() -> str:
-    return socket.gethostname()
-
-
-def slurm_job_id() -> str | None:
-    """This process's SLURM job id (array tasks as <array job>_<task>), None outside SLURM."""
-    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        return f"{array}_{task}"
-    return os.environ.get("SLURM_JOB_ID") or None
-
-
-def process_start(pid: int) -> str | None:
-    """The start time of `pid` in clock ticks since boot (Linux), to tell a recycled pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22, counted after the command name
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def slurm_job_state(job_id: str, timeout: float | None = None) -> str | None:
-    """SLURM's state of a job: its state name while SLURM lists it, "" once SLURM says it is
-    gone, None when that cannot be known (no squeue here, an error, a timeout)."""
-    if shutil.which("squeue") is None:
-        return None
-    try:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True,
-                             timeout=SQUEUE_TIMEOUT_S if timeout is None else timeout)
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    if out.returncode != 0:
-        return "" if "invalid job id" in out.stderr.lower() else None
-    states = [line.strip() for line in out.stdout.splitlines() if line.strip()]
-    return states[0] if states else ""
 
 
 @dataclass(frozen=True)

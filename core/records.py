@@ -17,7 +17,8 @@ A run folder holds (core/README.md, "Run folders"):
                     the code version it was computed by (`core.version`)
     lease.json      while a process trains it: who (`core.lease`); no other process trains it
     cells.jsonl     the table cells the run fills: one line per (experiment, profile, labels),
-                    appended when a grid that has it is run; the record copies them when written
+                    appended by `python -m experiments run` for each grid that has it (the one
+                    source of table membership; the engine and its record know no table)
     job.json        where the suite submitted it (`slurm.dispatch`)
     pruned.pt       the exported (physically slimmed) network, weights only (`core.export`)
     pruned_module.pt  the same as a pickled module, only with `save_module=true`

@@ -39,6 +39,7 @@ from typing import Any
 
 from core.errors import ConfigError, SuiteError
 from core.files import write_json
+from core.runstate import run_state
 from experiments.spec import GRID_PROFILES, Cell, Expansion, expand, experiment_names, load_experiment, preflight
 
 DEFAULT_OUTPUT = "results"
@@ -186,12 +187,10 @@ def selected(expansion: Expansion, where: dict[str, set[str]]) -> list[Cell]:
 
 
 def _status(expansion: Expansion, where: dict[str, set[str]]) -> int:
-    from slurm.dispatch import cell_state
-
     counts: Counter[str] = Counter()
     print(f"{expansion.experiment.name} ({expansion.profile} profile): {expansion.experiment.title}")
     for cell in selected(expansion, where):
-        state = cell_state(cell)
+        state = run_state(cell.run_dir)
         counts[state.state + (" (stale)" if state.state == "done" and state.reason else "")] += 1
         home = f" [{cell.experiment}'s run]" if cell.experiment != expansion.experiment.name else ""
         reason = f": {state.reason}" if state.reason else ""
@@ -204,7 +203,7 @@ def _status(expansion: Expansion, where: dict[str, set[str]]) -> int:
 
 
 def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse.Namespace) -> int:
-    from slurm.dispatch import cell_state, check_jobs, submit
+    from slurm.dispatch import check_jobs, submit
     from slurm.settings import describe, load_settings
 
     check_jobs(args.jobs, args.executor)
@@ -224,7 +223,7 @@ def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse
         if cell.run_dir.path in seen:  # a run two cells (or two grids) share is looked at once
             continue
         seen.add(cell.run_dir.path)
-        state = cell_state(cell)
+        state = run_state(cell.run_dir)
         if _rerun(state, args.rerun) and not args.dry_run:
             free, moved = _set_aside(cell, state)
             if not free:
@@ -232,7 +231,7 @@ def _run(expansions: list[Expansion], where: dict[str, set[str]], args: argparse
                 continue
             if moved is not None:
                 set_aside.append(moved)
-            state = cell_state(cell)
+            state = run_state(cell.run_dir)
         if state.state == "done":
             skipped["done (stale)" if state.reason else "done"] += 1
         elif state.state in ("running", "queued", "unknown"):

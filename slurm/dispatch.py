@@ -1,4 +1,4 @@
-"""Send validated experiment cells to an executor, all through submitit, and tell their state.
+"""Send validated experiment cells to an executor, all through submitit.
 
 Executors:
 - `local` (default): one run after another, each in a subprocess (submitit's LocalExecutor),
@@ -16,19 +16,18 @@ Executors:
   (Table 7's fine-tuning, Table 8's scratch runs) goes in a later wave that starts after its
   sources (`--dependency=afterok`).
 
-Each submission writes `job.json` into the run folder (executor, job id, log paths); that is
-how `status` knows a run is queued or running and how a second submission knows not to queue
-it again. submitit's own files (pickles, stdout/stderr) live under
+Each submission writes `job.json` into the run folder (executor, job id, log paths;
+`core.runstate.write_job`); `core.runstate.run_state` reads it, so `status` knows a run is
+queued or running and a second submission knows not to queue it again. submitit's own files (pickles, stdout/stderr) live under
 `<output_root>/submitit/<experiment>/`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -38,9 +37,7 @@ import submitit
 from core.config import to_dict
 from core.errors import ConfigError
 from core.env import THREADS_VARIABLE, cpus_available, size_threads
-from core.files import write_json
-from core.lease import LIVE_SLURM_STATES, hostname, pid_alive, slurm_job_state
-from core.version import staleness
+from core.runstate import hostname, read_job, write_job
 from slurm.eta import Eta
 from slurm.eta import describe as describe_eta
 from slurm.jobs import RunJob, run_config
@@ -48,75 +45,6 @@ from slurm.settings import SlurmSettings, executor_parameters
 
 EXECUTORS = ("local", "inline", "slurm", "debug")
 IN_PROCESS = ("inline", "debug")  # no interpreter of their own: one GPU at most
-
-
-# ----------------------------------------------------------------------------- state
-
-
-@dataclass
-class CellState:
-    state: str  # done | failed | running | queued | unknown | interrupted | missing
-    reason: str = ""
-    job: dict[str, Any] = field(default_factory=dict)
-
-
-def job_file(run_path: Path) -> Path:
-    return run_path / "job.json"
-
-
-def read_job(run_path: Path) -> dict[str, Any]:
-    path = job_file(run_path)
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-
-
-def job_liveness(job: dict[str, Any]) -> str | None:
-    """'running' | 'queued' | 'unknown' for a submission that may still train the run, else None.
-
-    SLURM jobs by `squeue` (with a timeout; an error or a timeout is 'unknown', never 'gone');
-    local and inline submissions by their process on this host (the submitting process claims
-    every cell it has queued, so a second submission does not start them too)."""
-    if job.get("executor") == "slurm":
-        state = slurm_job_state(str(job["job_id"]))
-        if state is None:
-            return "unknown"
-        return None if state not in LIVE_SLURM_STATES else "running" if state == "RUNNING" else "queued"
-    if job.get("executor") in ("local", "inline") and job.get("pid") and job.get("host") == hostname():
-        if job.get("ended") or int(job["pid"]) == os.getpid():
-            return None  # its turn came and went, or the claim is this very process's
-        return "queued" if pid_alive(int(job["pid"])) else None
-    return None
-
-
-def cell_state(cell: Any) -> CellState:
-    """Where a cell's run stands: its record, its lease (who trains it), its submission."""
-    run_dir = cell.run_dir
-    record = run_dir.read_record()
-    job = read_job(run_dir.path)
-    if record is not None and record.get("status") == "done":
-        return CellState("done", staleness(record), job)
-    lease = run_dir.lease_state()
-    if lease is not None and lease[1] == "alive":
-        return CellState("running", f"by {lease[0].describe()}", job)
-    if lease is not None and lease[1] == "unknown":
-        return CellState("unknown", f"lease held by {lease[0].describe()}, whose state cannot be known here; "
-                                    f"not resubmitted (remove {run_dir.lease} if it is gone)", job)
-    live = job_liveness(job)
-    if live == "unknown":
-        return CellState("unknown", f"SLURM job {job['job_id']}: squeue gave no answer; not resubmitted "
-                                    f"(remove {job_file(run_dir.path)} to submit it anyway)", job)
-    if live is not None:
-        return CellState(live, f"{job['executor']} job {job['job_id']} {live}", job)
-    if record is not None:
-        return CellState("failed", str(record.get("error", "no reason recorded")), job)
-    if run_dir.checkpoint.exists():
-        where = f"; log: {job['stderr']}" if job.get("stderr") else ""
-        return CellState("interrupted", f"checkpoint at hand, no live job{where}", job)
-    if job:
-        return CellState("missing", f"{job['executor']} job {job['job_id']} ended without a record; log: {job.get('stderr')}", job)
-    return CellState("missing")
 
 
 # ----------------------------------------------------------------------------- submission
@@ -140,7 +68,7 @@ def _write_job(cell: Any, executor: str, job: Any, **extra: Any) -> None:
         "stderr": str(job.paths.stderr),
         **extra,
     }
-    write_json(job_file(cell.run_dir.path), info)
+    write_job(cell.run_dir.path, info)
 
 
 
@@ -367,14 +295,14 @@ def _now() -> str:
 def _end_claim(cell: Any) -> None:
     job = read_job(cell.run_dir.path)
     if job.get("pid") == os.getpid():
-        write_json(job_file(cell.run_dir.path), {**job, "ended": _now()})
+        write_job(cell.run_dir.path, {**job, "ended": _now()})
 
 
 def _claim(cell: Any, executor: str) -> None:
     """Mark a cell as queued by this process (alive while it is), until its job starts."""
-    write_json(job_file(cell.run_dir.path), {"executor": executor if executor != "debug" else "inline",
-                                             "job_id": f"queued-in-{os.getpid()}", "pid": os.getpid(),
-                                             "host": hostname(), "submitted": _now()})
+    write_job(cell.run_dir.path, {"executor": executor if executor != "debug" else "inline",
+                                  "job_id": f"queued-in-{os.getpid()}", "pid": os.getpid(),
+                                  "host": hostname(), "submitted": _now()})
 
 
 def _submit_slurm(ordered: list[list[Any]], folder: Path, settings: SlurmSettings, alive_sources: dict[str, str],

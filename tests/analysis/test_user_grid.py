@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from analysis.cli import main as analysis_main
@@ -23,9 +24,9 @@ def test_a_users_grid_renders_from_its_runs_labels(tmp_path, capsys):
     expansion = expand(str(path), "smoke", SHRINK, output_root=root)
     dense, rst, narrow = expansion.cells
     assert experiments_main(["run", str(path), "--executor", "inline", "--output-root", root, *SHRINK]) == 0
-    for cell in expansion.cells:  # each run knows the cell it fills, in the run folder and in its record
+    for cell in expansion.cells:  # each run folder says which cell it fills; the engine's record knows no table
         assert cell.run_dir.cells() == [{"experiment": "mine", "profile": "smoke", "labels": cell.labels}]
-        assert cell.run_dir.read_record()["cells"] == cell.run_dir.cells()
+        assert "cells" not in cell.run_dir.read_record()
     capsys.readouterr()
 
     assert analysis_main(["table", str(path), "--results", root]) == 0
@@ -39,6 +40,12 @@ def test_a_users_grid_renders_from_its_runs_labels(tmp_path, capsys):
     assert lines[3].startswith(f"| rst_s |  | {top1['rst_s']:.2f}")
     assert lines[4].startswith(f"|  | 0.3 | {top1['narrow']:.2f}")
     assert "Profile: smoke" in out and "All 3 runs of this table have a record." in out
+
+    # the run folders alone, copied elsewhere without the grid's manifest, render the same rows
+    copy = tmp_path / "copied"
+    shutil.copytree(Path(root) / "runs", copy / "runs")
+    assert analysis_main(["table", "mine", "--results", str(copy)]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")] == lines
 
     # by name too, and a cell not run yet shows as missing with the command that makes it
     (narrow.run_dir.path / "record.json").unlink()

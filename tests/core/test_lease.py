@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core import lease as lease_module
+from core import runstate
 from core.engine import run
 from core.lease import LEASE_FILE, Holder, Lease, LeaseHeld, read_holder
 
@@ -51,7 +51,7 @@ def test_a_dead_or_recycled_pid_on_this_host_is_taken_over(tmp_path, capsys):
     folder = tmp_path / "run"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    _write_lease(folder, Holder(lease_module.hostname(), dead.pid, "earlier"))
+    _write_lease(folder, Holder(runstate.hostname(), dead.pid, "earlier"))
     with Lease.acquire(folder) as taken:
         assert read_holder(folder) == taken.holder
     assert "took over the lease of pid" in capsys.readouterr().out
@@ -83,7 +83,7 @@ def test_another_host_without_slurm_is_unknown_and_never_taken_over(tmp_path, mo
 ])
 def test_a_slurm_holder_on_another_host_is_judged_by_squeue(tmp_path, monkeypatch, script, state):
     _fake_squeue(tmp_path, monkeypatch, script)
-    monkeypatch.setattr(lease_module, "SQUEUE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(runstate, "SQUEUE_TIMEOUT_S", 0.5)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
     folder = tmp_path / "run"
