@@ -56,6 +56,7 @@ import yaml
 
 from core import catalog
 from core.config import PROFILES, RunConfig, compose
+from core.data import DATASETS
 from core.preflight import Preflight
 from core.resolve import resolve
 from core.errors import ConfigError, did_you_mean
@@ -169,6 +170,20 @@ def load_experiment(name_or_path: str) -> Experiment:
 @lru_cache(maxsize=None)
 def recipes() -> dict[str, Any]:
     return yaml.safe_load(RECIPES.read_text())
+
+
+def dataset_recipe(profile: str, dataset: Any, model: Any) -> dict[str, Any] | None:
+    """The profile's recipe for (dataset, model): the dataset's own in recipes.yaml, else its
+    family's (`DatasetInfo.family`; `families` in recipes.yaml names the dataset whose recipes a
+    family shares: a new CIFAR-like dataset trains like CIFAR-100 until a profile says otherwise).
+    None when neither has one."""
+    table = recipes().get(profile, {})
+    own = table.get(dataset, {}).get(model)
+    if own is not None or dataset not in DATASETS:
+        return own
+    info = getattr(DATASETS.get(dataset).factory, "info", None)  # a class attribute, unless the options shape it
+    stand_in = recipes().get("families", {}).get(getattr(info, "family", None))
+    return table.get(stand_in, {}).get(model) if stand_in is not None else None
 
 
 def method_recipe(profile: str, method: Any) -> dict[str, Any]:
@@ -306,9 +321,10 @@ def expand(
         where = f"{exp.name} cell [{' '.join(f'{k}={v}' for k, v in labels.items())}]"
         layered = {**exp.base, **values}
         dataset, model = layered.get("data.name"), layered.get("model.name")
-        recipe = recipes().get(profile, {}).get(dataset, {}).get(model)
+        recipe = dataset_recipe(profile, dataset, model)
         if recipe is None:
-            raise ConfigError(f"{where}: recipes.yaml has no {profile} recipe for data.name={dataset} model.name={model}")
+            raise ConfigError(f"{where}: recipes.yaml has no {profile} recipe for data.name={dataset} model.name={model} "
+                              "(nor its dataset family's)")
         merged: dict[str, Any] = {**recipe, **method_recipe(profile, layered.get("prune.method"))}
         needs: list[Cell] = []
         for key, value in layered.items():
