@@ -46,7 +46,8 @@ SLURM_FLAGS = $(if $(SLURM_PARTITION),--partition $(SLURM_PARTITION)) $(if $(SLU
 	$(if $(SLURM_QOS),--qos $(SLURM_QOS)) $(if $(SLURM_TIME),--time $(SLURM_TIME)) $(if $(SLURM_CPUS),--cpus $(SLURM_CPUS)) \
 	$(if $(SLURM_MEM_GB),--mem-gb $(SLURM_MEM_GB)) $(if $(SLURM_CONSTRAINT),--constraint $(SLURM_CONSTRAINT)) \
 	$(if $(SLURM_PARALLELISM),--parallelism $(SLURM_PARALLELISM)) $(foreach flag,$(SLURM_EXTRA),--sbatch $(flag))
-EXPERIMENTS := table1 table2 table3 table4 table5 table6 table7 table8 table9 table10 fig3 fig4 fig5 fig6 fig7 fig8 fig9
+# One make target per grid file: experiments/tableN.yaml and figN.yaml (a new table's YAML is its target).
+EXPERIMENTS := $(sort $(basename $(notdir $(wildcard experiments/table*.yaml experiments/fig*.yaml))))
 
 .DEFAULT_GOAL := help
 # `make tables` etc. render the profile most runs have unless PROFILE is given on the command line.
