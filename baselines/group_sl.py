@@ -34,10 +34,9 @@ from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError
-from core.preflight import Preflight
 from core.groups import FlopsModel, groups_for_run
 from core.measure import count_flops, device_of
-from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, Flight, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
 
 # Module attributes that pruning changes (with the tensors' shapes): what a checkpoint of a
@@ -131,7 +130,7 @@ class GroupSLPruner(PhasedPruner):
         cls.planned_decisions(cfg)  # a pre-training stretched past the budget says so now
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         require_cnn(cfg, flight, "group_sl")
 
     @classmethod

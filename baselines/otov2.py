@@ -44,9 +44,8 @@ from baselines.phases import Phase, PhasedPruner, Phases
 from baselines.zig import ZeroInvariantGroups
 from core.config import RunConfig
 from core.errors import ConfigError
-from core.preflight import Preflight
 from core.groups import FlopsModel, groups_for_run, slim
-from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, Flight, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
 
 @dataclass
@@ -118,7 +117,7 @@ class OTOv2Pruner(PhasedPruner):
         cls.planned_decisions(cfg)  # a warm-up stretched past the budget says so now
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         require_cnn(cfg, flight, "otov2")
 
     @classmethod

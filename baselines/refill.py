@@ -37,9 +37,8 @@ from baselines.checks import require_cnn
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
-from core.preflight import Preflight
 from core.groups import FlopsModel, GroupSet, groups_for_run, slim
-from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, Flight, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
 
 RECONCILE = ("union", "intersection")
@@ -166,7 +165,7 @@ class RefillPruner(PhasedPruner):
         check_pruning_target(cfg)
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         require_cnn(cfg, flight, "refill")
 
     @classmethod

@@ -29,9 +29,8 @@ from baselines.budget import check_split, phase_optimizer, split_points
 from baselines.phases import Phase, PhasedPruner, Phases
 from core.config import RunConfig
 from core.errors import ConfigError
-from core.preflight import Preflight
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim, unit_scores
-from core.pruner import PRUNERS, StepResult, TrainContext, check_pruning_target, supervised_backward
+from core.pruner import PRUNERS, Flight, StepResult, TrainContext, check_pruning_target, supervised_backward
 from core.regime import PlannedDecision
 from core.seeding import PRUNE_SELECTION, derive_seed
 
@@ -173,7 +172,7 @@ class RSTPruner(PhasedPruner):
         check_pruning_target(cfg)
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         """The target must be above the lowest ratio removing interior units can reach (the
         pre-flight's network and groups: traced on the meta device, as on the real one)."""
         groups = flight.groups(cfg)

@@ -103,7 +103,7 @@ def part_methods(device: torch.device, cells: tuple[tuple[str, list[str]], ...] 
     from core.engine import run
     from core.export import load_pruned
     from core.measure import count_flops
-    from experiments.spec import method_recipe
+    from experiments.recipes import method_recipe
 
     rows = []
     with tempfile.TemporaryDirectory() as root:

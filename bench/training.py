@@ -64,7 +64,7 @@ PEAK = 30.0  # a logit this far above the others holds all but e^-30 of a group'
 
 def bench_config(method: str, target: float, device: str, width: float = 1.0, options: tuple[str, ...] = ()) -> RunConfig:
     """The paper's CIFAR-100 ResNet-50 recipe (the full-width network) on synthetic data of its shape."""
-    from experiments.spec import recipes
+    from experiments.recipes import recipes
 
     recipe = recipes()["paper"]["cifar100"]["resnet50"]
     overrides = [f"{key}={value}" for key, value in recipe.items() if not key.startswith("data.")]

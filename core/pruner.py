@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 import torch.nn as nn
@@ -32,10 +32,8 @@ from core.config import RunConfig, flops_target_problem
 from core.decisions import Decision
 from core.errors import ConfigError
 from core.regime import PlannedDecision, plan_breaks
+from core.groups import GroupSet
 from core.registry import Registry
-
-if TYPE_CHECKING:  # the pre-flight imports this module's registry
-    from core.preflight import Preflight
 
 # `core.dense` registers `dense` (it builds on this module, so it is loaded like the plugins)
 PRUNERS: Registry = Registry("pruner", plugins=("core.dense", "method", "baselines"))
@@ -94,6 +92,18 @@ def supervised_backward(
     return loss.detach(), logits.detach()
 
 
+class Flight(Protocol):
+    """What a method's `preflight` hook may ask of the pre-flight (`core.preflight.Preflight`):
+    the network and its channel groups, built once for the whole submission, and which runs the
+    submission queues before their readers."""
+
+    def network(self, cfg: RunConfig) -> nn.Module: ...
+
+    def groups(self, cfg: RunConfig) -> GroupSet: ...
+
+    def is_queued(self, folder: str | Path) -> bool: ...
+
+
 class Pruner(ABC):
     """Base class of every method: see the module docstring for the protocol."""
 
@@ -110,7 +120,7 @@ class Pruner(ABC):
         which builds nothing)."""
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: "Preflight") -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         """Reject configs the method cannot run on their network or with the files on disk
         (called by `core.preflight` once `resolve` passed, before anything is queued; `flight`
         holds the network and its channel groups, built once for the whole submission)."""

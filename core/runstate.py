@@ -22,13 +22,10 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from core.files import write_json
 from core.version import staleness
-
-if TYPE_CHECKING:  # core.records imports the lease, which imports this module
-    from core.records import RunDir
 
 JOB_FILE = "job.json"
 SQUEUE_TIMEOUT_S = 20.0
@@ -132,7 +129,20 @@ def write_job(run_path: Path, info: dict[str, Any]) -> None:
     write_json(job_file(run_path), info)
 
 
-def run_state(run_dir: RunDir) -> RunState:
+class RunFolder(Protocol):
+    """What `run_state` reads of a run folder (`core.records.RunDir`, which sits above the lease
+    and so above this module)."""
+
+    path: Path
+    checkpoint: Path
+    lease: Path
+
+    def read_record(self) -> dict[str, Any] | None: ...
+
+    def lease_state(self) -> tuple[Any, str] | None: ...
+
+
+def run_state(run_dir: RunFolder) -> RunState:
     """Where a run stands: its record, its lease (who trains it), its submission."""
     record = run_dir.read_record()
     job = read_job(run_dir.path)

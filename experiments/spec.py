@@ -48,7 +48,6 @@ import dataclasses
 import itertools
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -56,14 +55,13 @@ import yaml
 
 from core import catalog
 from core.config import PROFILES, RunConfig, compose
-from core.data import DATASETS
 from core.preflight import Preflight
 from core.resolve import resolve
 from core.errors import ConfigError, did_you_mean
 from core.records import RunDir, run_ref
+from experiments.recipes import RECIPES, dataset_recipe, method_recipe, profile_seeds
 
 HERE = Path(__file__).resolve().parent
-RECIPES = HERE / "recipes.yaml"
 # The grids' profiles: `paper` is Appendix A; `mini` (real images shipped in a package, digits)
 # and `smoke` (synthetic images) are its laptop-sized stand-ins, which replace each cell's dataset.
 GRID_PROFILES = ("smoke", "mini", "paper")
@@ -165,31 +163,6 @@ def load_experiment(name_or_path: str) -> Experiment:
         blocks=blocks,
         header=header,
     )
-
-
-@lru_cache(maxsize=None)
-def recipes() -> dict[str, Any]:
-    return yaml.safe_load(RECIPES.read_text())
-
-
-def dataset_recipe(profile: str, dataset: Any, model: Any) -> dict[str, Any] | None:
-    """The profile's recipe for (dataset, model): the dataset's own in recipes.yaml, else its
-    family's (`DatasetInfo.family`; `families` in recipes.yaml names the dataset whose recipes a
-    family shares: a new CIFAR-like dataset trains like CIFAR-100 until a profile says otherwise).
-    None when neither has one."""
-    table = recipes().get(profile, {})
-    own = table.get(dataset, {}).get(model)
-    if own is not None or dataset not in DATASETS:
-        return own
-    info = getattr(DATASETS.get(dataset).factory, "info", None)  # a class attribute, unless the options shape it
-    stand_in = recipes().get("families", {}).get(getattr(info, "family", None))
-    return table.get(stand_in, {}).get(model) if stand_in is not None else None
-
-
-def method_recipe(profile: str, method: Any) -> dict[str, Any]:
-    """The profile's keys for one pruning method's cells: `methods` in recipes.yaml over the
-    method's card (`core.catalog.settings`: a declared plugin's)."""
-    return {**catalog.settings(profile, method), **(recipes().get("methods", {}).get(profile, {}).get(method, None) or {})}
 
 
 # ----------------------------------------------------------------------------- expansion
@@ -355,12 +328,6 @@ def _check_method_prefixes(exp: Experiment, overrides: list[str], methods: set[s
         if sep and "=" not in head and head not in methods:
             raise ConfigError(f"{item}: no cell of {exp.name} has prune.method={head}"
                               f"{did_you_mean(head, sorted(methods))}; its methods: {', '.join(sorted(methods))}")
-
-
-def profile_seeds(profile: str) -> int:
-    """How many seeds (0, 1, ...) every cell of a grid runs at `profile` (`seeds` in recipes.yaml):
-    a claim about a difference is decided over seeds, never on one run."""
-    return int((recipes().get("seeds") or {}).get(profile, 1))
 
 
 def _replicate_seeds(raw: list[tuple[dict[str, str], dict[str, Any]]], seeds: int) -> list[tuple[dict[str, str], dict[str, Any]]]:

@@ -44,12 +44,11 @@ import torch
 import torch.nn as nn
 
 from core.config import RunConfig
-from core.preflight import Preflight
 from core.errors import ConfigError
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, write_json
 from core.groups import groups_for_run, slim
 from core.optim import build_optimizer, build_scheduler
-from core.pruner import PRUNERS, StepResult, SubstratePruner, TrainContext, check_pruning_target
+from core.pruner import PRUNERS, Flight, StepResult, SubstratePruner, TrainContext, check_pruning_target
 from core.records import resolve_run
 from core.regime import PlannedDecision
 from method.algorithm import S2HState
@@ -111,7 +110,7 @@ class S2HPruner(SubstratePruner):
                               f"({cfg.train.epochs}): the masks would never train")
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         """`init_from` (Table 7's fine-tuning) must name a run with a checkpoint, or one queued
         before this run in the same submission."""
         init_from = S2HOptions(**cfg.prune.options).init_from

@@ -20,11 +20,10 @@ import torch
 import torch.nn as nn
 
 from core.config import RunConfig
-from core.preflight import Preflight
 from core.dense import DensePruner
 from core.errors import ConfigError
 from core.groups import FlopsModel, GroupSet, groups_for_run, prefix_mask, slim
-from core.pruner import PRUNERS, TrainContext
+from core.pruner import PRUNERS, Flight, TrainContext
 from core.records import resolve_run
 from method.pruner import read_architecture
 
@@ -98,7 +97,7 @@ class ScratchPruner(DensePruner):
         `architecture_from` sets the FLOPs, and the target only labels the cell."""
 
     @classmethod
-    def preflight(cls, cfg: RunConfig, flight: Preflight) -> None:
+    def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         source = resolve_run(ScratchOptions(**cfg.prune.options).architecture_from, cfg.output_root)
         if not flight.is_queued(source):  # a source queued earlier in the same submission is read when the run starts
             read_architecture(source)

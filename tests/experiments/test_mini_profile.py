@@ -12,7 +12,8 @@ from core.data import DATASETS
 from core.data.synthetic import Synthetic
 from core.errors import ConfigError
 from experiments.cli import main, selected
-from experiments.spec import expand, experiment_names, profile_seeds
+from experiments.recipes import profile_seeds
+from experiments.spec import expand, experiment_names
 
 ROOT = Path(__file__).resolve().parents[2]
 
