@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 # Every run a test starts trains on one thread, in this process or in a child (`python -m core
@@ -107,3 +108,26 @@ def same_export(a, b) -> bool:
 @pytest.fixture
 def exports_equal():
     return same_export
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """`plugin(name, source, registry)`: a module outside the suite, written under this test's tmp
+    folder and named in `$S2H_PLUGINS` (core/catalog.py), as a user's own module would be; what
+    it registers in `registry` and declares in the catalog is forgotten after the test."""
+    from core import catalog
+
+    names: list[str] = []
+
+    def write(name: str, source: str, registry) -> str:
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setenv(catalog.PLUGINS_VARIABLE, name)
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))  # its registration goes with the test
+        names.append(name)
+        return name
+
+    yield write
+    for name in names:
+        catalog.forget(name, module=name)
+        sys.modules.pop(name, None)

@@ -9,7 +9,6 @@ in the claims that compare the methods and in the benchmark's method choices.
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 
 import pytest
@@ -54,17 +53,11 @@ TOY = textwrap.dedent('''
 
 
 @pytest.fixture
-def toy(tmp_path, monkeypatch):
+def toy(plugin):
     """The toy module importable and named in $S2H_PLUGINS; everything it declares forgotten after."""
     from core.pruner import PRUNERS
 
-    (tmp_path / "toy_uniform.py").write_text(TOY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(catalog.PLUGINS_VARIABLE, "toy_uniform")
-    monkeypatch.setattr(PRUNERS, "_entries", dict(PRUNERS._entries))  # its registration goes with the test
-    yield "toy_uniform"
-    catalog.forget("toy_uniform", module="toy_uniform")
-    sys.modules.pop("toy_uniform", None)
+    return plugin("toy_uniform", TOY, PRUNERS)
 
 
 def test_the_suites_methods_in_the_papers_order():

@@ -3,11 +3,8 @@ its own, runs a grid on its family's recipes (recipes.yaml `families`)."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from core import catalog
 from core.data import DATASETS
 from core.errors import ConfigError
 from experiments.spec import expand, preflight
@@ -33,14 +30,8 @@ class ToyCifar(DatasetSpec):
 
 
 @pytest.fixture
-def toy_dataset(tmp_path, monkeypatch):
-    (tmp_path / "toy_cifar.py").write_text(TOY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv(catalog.PLUGINS_VARIABLE, "toy_cifar")
-    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))  # its registration goes with the test
-    yield "toy_cifar"
-    catalog.forget("toy_cifar", module="toy_cifar")
-    sys.modules.pop("toy_cifar", None)
+def toy_dataset(plugin):
+    return plugin("toy_cifar", TOY, DATASETS)
 
 
 def _grid(tmp_path, dataset: str) -> str:
