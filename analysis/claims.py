@@ -22,9 +22,11 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
+import pandas as pd
+
 from analysis import paper
-from analysis.cells import (FLOPS_TOLERANCE, REGIME_MARK, REGIME_RULE, Finder, achieved_ratio, labelled,
-                            regime_breaks)
+from analysis.cells import FLOPS_TOLERANCE, REGIME_MARK, REGIME_RULE, Finder
+from analysis.frame import achieved_ratio, cells_of, finished, label, option, regime_breaks, runs_of
 from analysis.records import Run, RunSet
 from core import catalog  # standard library only
 from analysis.tables import SWITCHES
@@ -228,11 +230,10 @@ def _table6(f: Finder) -> list[Claim]:
 
 def _table7(f: Finder) -> list[Claim]:
     # the fine-tuning cells are the ones labelled by their epochs (the soft-only cell by its formulation)
-    tuned: dict[int, dict[str, Run]] = {}
-    for run, labels in f.labelled("table7"):
-        if "train.epochs" in labels and (epochs := run.option("train.epochs")) is not None:
-            tuned.setdefault(int(epochs), {})[run.run_id] = run
-    cells = [(e, list(tuned[e].values())) for e in sorted(tuned)]
+    rows = f.rows("table7")
+    tuned = rows.assign(epochs=option(rows, "train.epochs"))[label(rows, "train.epochs").notna()]
+    tuned = tuned[tuned["epochs"].notna()]
+    cells = [(e, runs_of(cell, by="run_id")) for e, cell in tuned.groupby(tuned["epochs"].map(int), sort=True)]
     ours = f.find("table1", model__name="resnet50", method="s2hpruner", prune__flops_target=0.15)
     p_rows = [r for r in paper.rows(7) if r["top1_hard"]]
     p_first, p_last = paper.number(p_rows[0]["top1_hard"]), paper.number(p_rows[-1]["top1_hard"])
@@ -368,10 +369,9 @@ def setups(runs: RunSet, profile: str) -> list[tuple[str, int]]:
     claims' grids were made on, with how many runs each, most first. A claim compares runs, and
     `make demo` and `make claims` may run on different days on different hosts: across set-ups a
     short CPU S2HPruner run's top-1 moves by more than its seeds' spread (analysis/README.md)."""
-    found = {run.run_id: run for experiment in CLAIM_EXPERIMENTS
-             for run, _ in labelled(runs, experiment, profile) if run.done}
-    counts = Counter(run.compute for run in found.values())
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    rows = pd.concat([cells_of(runs, experiment, profile) for experiment in CLAIM_EXPERIMENTS])
+    counts = finished(rows).groupby("run_id", sort=False)["compute"].last().value_counts()
+    return sorted(((setup, int(n)) for setup, n in counts.items()), key=lambda item: (-item[1], item[0]))
 
 
 def setups_line(made_on: list[tuple[str, int]]) -> str | None:

@@ -106,14 +106,10 @@ class Run:
         return json.dumps(config, sort_keys=True)
 
     def cells(self) -> list[dict[str, Any]]:
-        """The table cells the run fills, {"experiment", "profile", "labels"}: those its record
-        copied when written and those grids added since (`cells.jsonl` beside it)."""
+        """The table cells the run fills, {"experiment", "profile", "labels"}: the lines grids
+        wrote beside it (`cells.jsonl`, the one source), and the copy a record written before that
+        rule carries under `cells` (records made in memory carry theirs there too)."""
         return unique(list(self.record.get("cells") or []) + self._jsonl("cells.jsonl"))
-
-    def labels_in(self, experiment: str) -> list[dict[str, str]]:
-        """The labels of each cell of `experiment`'s grid (at this run's profile) the run fills."""
-        return [dict(c.get("labels") or {}) for c in self.cells()
-                if c.get("experiment") == experiment and c.get("profile", self.profile) == self.profile]
 
     # ------------------------------------------------------------------ files beside the record
 
@@ -151,6 +147,9 @@ class RunSet:
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # record.json that does not parse: (folder, why)
     bench: list[dict[str, Any]] = field(default_factory=list)  # results/bench/*.json of `python -m bench`
     manifests: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # (experiment, profile) -> cells
+    # `analysis.frame`'s DataFrame of these runs (and the ids of the runs it was built from): built
+    # once, however many tables and claims read it, and again only when `runs` changes
+    frame_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
     def manifest_labels(self, experiment: str, profile: str) -> list[dict[str, str]]:
         """The labels of every cell of a grid as `python -m experiments` last expanded it (run or not)."""

@@ -7,12 +7,10 @@ programs, which want the numbers unformatted.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 
 from analysis.grid import DASH, Comparison, Grid
-from analysis.tables import rows_of
+from analysis.tables import tidy_frame
 
 FORMATS = ("md", "csv", "tex", "html")
 LEGEND = f"Each cell: ours (paper, ours − paper); {DASH} where no run of ours has finished."
@@ -60,13 +58,8 @@ def markdown(grid: Grid, heading: str = "") -> str:
 
 
 def tidy_csv(grid: Grid) -> str:
-    buffer = io.StringIO()
-    rows = rows_of(grid)
-    fields = ["table", "profile", "row", "column", "ours", "std", "n", "paper", "diff", "published", "failed", "marks"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    """One line per entry (`tidy_frame`); each value as Python prints it, a missing one empty."""
+    return tidy_frame(grid).to_csv(index=False, lineterminator="\n")
 
 
 # ----------------------------------------------------------------------------- LaTeX

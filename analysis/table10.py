@@ -2,43 +2,47 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import pandas as pd
 
 from analysis import paper
-from analysis.cells import Builder, Slot
+from analysis.cells import Builder, Slot, tuples
+from analysis.frame import finished, frame, label
 from analysis.grid import DASH, Comparison, Grid, Row, Stat
 from analysis.records import Run, RunSet
 from core import catalog  # standard library only
 
 
+def _device(run: Run) -> str:
+    """Where a run measured its own time and memory, and which memory."""
+    return f"{(run.record.get('env') or {}).get('device', '?')}, {run.metrics.get('peak_mem_kind', 'memory')}"
+
+
 def _devices(slots: list[Slot]) -> str:
-    kinds: Counter[str] = Counter()
-    for slot in slots:
-        for run in slot.done:
-            env = run.record.get("env") or {}
-            kinds[f"{env.get('device', '?')}, {run.metrics.get('peak_mem_kind', 'memory')}"] += 1
-    return "; ".join(f"{kind} ({n} runs)" for kind, n in sorted(kinds.items())) or "no runs yet"
+    done = [slot.done["run"] for slot in slots]
+    kinds = (pd.concat(done) if done else pd.Series(dtype=object)).map(_device).value_counts().sort_index()
+    return "; ".join(f"{kind} ({n} runs)" for kind, n in kinds.items()) or "no runs yet"
 
 
-def table10_cell(run: Run, labels: dict[str, str]) -> tuple[str, str] | None:
-    """Table 10's (schedule, method) of a run from its Table 10 labels."""
-    if "schedule" not in labels or "method" not in labels:
-        return None
-    return labels["schedule"], labels["method"]
+def table10_cell(rows: pd.DataFrame) -> pd.Series:
+    """Table 10's (schedule, method) of each row from its Table 10 labels (missing without both)."""
+    schedule, method = label(rows, "schedule"), label(rows, "method")
+    return tuples(rows, schedule, method).where(schedule.notna() & method.notna())
 
 
 def table10_exports(runs: RunSet) -> list[Run]:
     """The finished runs of Table 10's 1x column, every profile: whose exported networks `make bench` measures."""
-    return [run for run in runs.runs
-            if run.done and any((table10_cell(run, labels) or ("",))[0] == "1x" for labels in run.labels_in("table10"))]
+    rows = frame(runs)
+    rows = finished(rows[(rows["experiment"] == "table10") & (rows["cell_profile"] == rows["profile"])])
+    return rows[table10_cell(rows).map(lambda cell: isinstance(cell, tuple) and cell[0] == "1x").astype(bool)] \
+        .drop_duplicates("position")["run"].tolist()
 
 
-def _bench_row(label: str, row: Row, values: list[tuple[float, ...]], decimals: int) -> Row:
+def _bench_row(name: str, row: Row, values: list[tuple[float, ...]], decimals: int) -> Row:
     """`row` with its cells replaced by benchmark values, each beside the paper's number it had."""
     cells: list[Comparison | str] = []
     for cell, measured in zip(row.cells, values):
         cells.append(Comparison(Stat(measured), cell.paper if isinstance(cell, Comparison) else None, decimals))
-    return Row([label], cells)
+    return Row([name], cells)
 
 
 def _s2h_steps_note(bench: dict) -> str:
@@ -74,12 +78,14 @@ def table10(runs: RunSet, profile: str) -> Grid:
                ("peak_mem_mb_infer", "Peak memory (MB) (inference)", "peak_mem_mb_infer", 0)]
     rows = []
     methods = catalog.compared()
+    layout = pd.DataFrame([(metric, method) for metric, *_ in metrics for method in methods], columns=["metric", "method"])
+    references = iter(paper.join(layout, 10, "value"))
     once: list[Slot] = []
-    for metric, label, field_name, decimals in metrics:
+    for metric, name, field_name, decimals in metrics:
         schedule = "2x" if metric == "top1_2x" else "1x"
         cells: list[Comparison | str] = []
         for method in methods:
-            reference = paper.lookup(10, "value", metric=metric, method=method)
+            reference = next(references)
             if schedule == "2x" and method == catalog.ours():
                 cells.append(DASH)  # the paper runs no 2x schedule for its own method
                 continue
@@ -88,10 +94,10 @@ def table10(runs: RunSet, profile: str) -> Grid:
             if schedule == "1x" and all(slot is not seen for seen in once):
                 once.append(slot)
             cells.append(b.entry(slot, field_name, reference, decimals=decimals, flops_mark=metric.startswith("top1")))
-        rows.append(Row([label], cells))
+        rows.append(Row([name], cells))
     bench = runs.training_bench()
     exported = {row["run_id"]: row for row in (bench or {}).get("exported", []) if "error" not in row}
-    benched = [[exported[run.run_id] for run in slot.done if run.run_id in exported] for slot in once]
+    benched = [[exported[run_id] for run_id in slot.done["run_id"] if run_id in exported] for slot in once]
     from_runs = [what for what, used in (("time and training memory", bench is None),
                                          ("inference memory", not any(benched))) if used]
     notes = []
@@ -119,8 +125,8 @@ def table10(runs: RunSet, profile: str) -> Grid:
         rows[4] = _bench_row(f"Peak memory (MB) (inference) {device}", rows[4],
                              [tuple(row["peak_mem_mb_infer"] for row in found) for found in benched], 0)
         kinds = sorted({str(row.get("memory_kind", "?")) for found in benched for row in found})
-        unmeasured = [f"{slot.description} {run.run_id}" for slot in once for run in slot.done
-                      if run.run_id not in exported]
+        unmeasured = [f"{slot.description} {run_id}" for slot in once for run_id in slot.done["run_id"]
+                      if run_id not in exported]
         notes.insert(1, "Inference memory [bench]: the peak of one forward pass at batch 64 of each 1x run's "
                         f"exported pruned.pt, its own tensors included ({', '.join(kinds)}), in a fresh process."
                         + (f" Not in the benchmark (run `make bench` again): {'; '.join(unmeasured)}."

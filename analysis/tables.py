@@ -7,19 +7,25 @@ carries Table 5's labels too), and its cell is read from those labels (the switc
 the formulation of Table 6, the epochs of Table 7, ...) or, for the benchmark tables, from the
 record's model, method and target. Runs with equal keys are seeds of one cell and are averaged
 (`analysis.cells`: a `seed` label never splits a cell, except Table 9's, whose columns are seeds).
+Each table's key is a function of its grid's rows of the run frame (`analysis.frame`), and the
+cells are one groupby of those rows; the paper's numbers of Tables 1-3 and 10 are joined onto the
+table's layout from their CSV (`analysis.paper.join`).
 `tests/analysis/test_tables.py` checks that every cell the experiment grids expand to lands on
-exactly one cell here.
+exactly one cell here; `tests/analysis/test_golden.py` that the renders stay those of the code
+before the frame.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable
+
+import pandas as pd
 
 from analysis import paper
-from analysis.cells import FLOPS_TOLERANCE, SEED_LABEL, Builder, achieved_ratio, labelled  # noqa: F401
+from analysis.cells import SEED_LABEL, Builder, Value, tuples
+from analysis.frame import cells_of, frame, label, metric, option, profile_counts
 from analysis.grid import Comparison, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority
 from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
@@ -34,23 +40,22 @@ SWITCHES = ("g_l_theta", "g_g_hard_theta", "g_g_soft_theta", "g_l_w", "g_g_w")
 
 
 def _target(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+    """A FLOPs target as a cell key holds it (Python's rounding; NaN, no target, as None)."""
+    return None if value is None or value != value else round(float(value), 4)
 
 
 def _percent(target: float) -> str:
     return f"{round(target * 100)}%"
 
 
-def _flops_percent(run: Run) -> float | None:
+def _flops_percent(done: pd.DataFrame) -> pd.Series:
     """The exported network's FLOPs in % of the dense network's (Tables 4 and 9 print these)."""
-    ratio = run.metric("flops_ratio")
-    return None if ratio is None else 100 * ratio
+    return 100 * metric(done, "flops_ratio")
 
 
-def _flag(labels: dict[str, str], key: str) -> bool | None:
+def _flag(value: object) -> bool | None:
     """A boolean label ('True', 'true', 'False', ...), None when the cell has no such label."""
-    value = labels.get(key)
-    return None if value is None else value.strip().lower() == "true"
+    return value.strip().lower() == "true" if isinstance(value, str) else None
 
 
 def _by_profile(value: str) -> dict[str, str]:
@@ -67,27 +72,27 @@ def _by_profile(value: str) -> dict[str, str]:
 
 def _benchmark(number: int, runs: RunSet, profile: str, models: tuple[str, ...], methods: tuple[str, ...],
                dataset: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        if run.model not in models:
-            return None
-        if run.method == "dense":
-            return (run.model, "dense")
-        return (run.model, run.method, _target(run.flops_target))
+    def key(rows: pd.DataFrame) -> pd.Series:
+        dense = tuples(rows, rows["model"], "dense")
+        pruned = tuples(rows, rows["model"], rows["method"], rows["flops_target"].map(_target))
+        return pruned.where(rows["method"] != "dense", dense).where(rows["model"].isin(models))
 
     b = Builder(number, runs, profile, key)
+    dense_paper = paper.join(pd.DataFrame({"model": models, "method": "dense"}), number, "top1")
     groups = []
-    for model in models:
+    for model, reference in zip(models, dense_paper):
         dense = b.slot((model, "dense"), f"table{number} {model} dense")
-        entry = b.entry(dense, "top1", paper.lookup(number, "top1", model=model, method="dense"))
-        groups.append(Group(MODEL_NAMES[model], len(TARGETS), entry))
+        groups.append(Group(MODEL_NAMES[model], len(TARGETS), b.entry(dense, "top1", reference)))
+    layout = pd.DataFrame([(model, method, str(target)) for method in methods for model in models for target in TARGETS],
+                          columns=["model", "method", "flops_target"])
+    references = iter(paper.join(layout, number, "top1"))  # in the layout's order: by method, model, target
     rows = []
     for method in methods:
         cells: list[Comparison | str] = []
         for model in models:
             for target in TARGETS:
                 slot = b.slot((model, method, target), f"table{number} {model} {method} {_percent(target)}", target)
-                reference = paper.lookup(number, "top1", model=model, method=method, flops_target=str(target))
-                cells.append(b.entry(slot, "top1", reference, flops_mark=True))
+                cells.append(b.entry(slot, "top1", next(references), flops_mark=True))
         rows.append(Row([catalog.label(method)], cells))
     title = (f"Table {number}: pruning methods on {dataset}, top-1 (%) of dense and pruned networks at "
              "15/35/55 % of the dense FLOPs")
@@ -109,13 +114,15 @@ def table3(runs: RunSet, profile: str) -> Grid:
 # ----------------------------------------------------------------------------- Table 4
 
 
+def _extra_epochs(done: pd.DataFrame) -> pd.Series:
+    """Table 4's E_ex of our runs: 0 for a run trained from scratch, unknown for one started from another's."""
+    return option(done, "prune.options.init_from").map(lambda init: 0.0 if init is None else None)
+
+
 def table4(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        if run.method == "dense":
-            return ("dense",)
-        if run.method == "s2hpruner":
-            return ("s2hpruner", _target(run.flops_target))
-        return None
+    def key(rows: pd.DataFrame) -> pd.Series:
+        pruned = tuples(rows, "s2hpruner", rows["flops_target"].map(_target)).where(rows["method"] == "s2hpruner")
+        return pruned.where(rows["method"] != "dense", tuples(rows, "dense"))
 
     b = Builder(4, runs, profile, key)
     dense = b.slot(("dense",), "table4 resnet50 dense (the unpruned top-1)")
@@ -132,12 +139,11 @@ def table4(runs: RunSet, profile: str) -> Grid:
         slot = b.slot(("s2hpruner", target), f"table4 resnet50 s2hpruner {_percent(target)}", target)
         unpruned = b.entry(dense, "top1", numbers[0])
         pruned = b.entry(slot, "top1", numbers[1], flops_mark=True)
-        drop = b.entry(slot, lambda r: None if dense_top1 is None or r.metric("top1") is None
-                       else dense_top1 - r.metric("top1"), numbers[2])
+        drop = b.entry(slot, lambda done: (float("nan") if dense_top1 is None else dense_top1) - metric(done, "top1"),
+                       numbers[2])
         flops = b.entry(slot, _flops_percent, numbers[3])
-        epochs = b.entry(slot, lambda r: r.option("train.epochs"), numbers[4], decimals=0)
-        extra = b.entry(slot, lambda r: 0.0 if r.option("prune.options.init_from") is None else None, numbers[5],
-                        decimals=0)
+        epochs = b.entry(slot, lambda done: option(done, "train.epochs"), numbers[4], decimals=0)
+        extra = b.entry(slot, _extra_epochs, numbers[5], decimals=0)
         rows.append(Row([f"Ours ({_percent(target)} target)"], [unpruned, pruned, drop, flops, epochs, extra]))
     notes = ["Rows marked (published) are other papers' numbers as Table 4 prints them; the suite does not re-run "
              "them. Our rows: top-1 drop = our dense top-1 minus the pruned top-1; FLOPs (%) as achieved; "
@@ -152,9 +158,9 @@ def table4(runs: RunSet, profile: str) -> Grid:
 
 
 def table5(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        switches = tuple(_flag(labels, f"prune.options.{s}") for s in SWITCHES)
-        return None if None in switches else switches
+    def key(rows: pd.DataFrame) -> pd.Series:
+        switches = tuples(rows, *(label(rows, f"prune.options.{s}").map(_flag) for s in SWITCHES))
+        return switches.map(lambda found: None if None in found else found)
 
     b = Builder(5, runs, profile, key)
     rows = []
@@ -172,8 +178,8 @@ def table5(runs: RunSet, profile: str) -> Grid:
 
 
 def table6(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        return labels.get("prune.options.formulation")
+    def key(rows: pd.DataFrame) -> pd.Series:
+        return label(rows, "prune.options.formulation")
 
     b = Builder(6, runs, profile, key)
     rows = []
@@ -195,14 +201,20 @@ def table6(runs: RunSet, profile: str) -> Grid:
                   ["Method"], ["JS", "L2", "θ", "θ⊙w", "θ⟨m̂⟩"], rows, notes=notes)
 
 
-def table7(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        if labels.get("prune.options.formulation") == "soft_only":
-            return ("soft_only",)
-        if "train.epochs" in labels:  # the fine-tuning cells, by the paper's epochs
-            epochs = _by_profile(labels["train.epochs"])
-            return ("fine_tune", int(epochs.get("paper", epochs.get("", run.option("train.epochs")))))
+def _fine_tuning(epochs: object, run: Run) -> tuple[str, int] | None:
+    """Table 7's fine-tuning cell of a run by its `train.epochs` label: the paper's epochs (a plain
+    label's value, else the run's own); None for a cell without that label."""
+    if not isinstance(epochs, str):
         return None
+    by_profile = _by_profile(epochs)
+    return "fine_tune", int(by_profile.get("paper", by_profile.get("", run.option("train.epochs"))))
+
+
+def table7(runs: RunSet, profile: str) -> Grid:
+    def key(rows: pd.DataFrame) -> pd.Series:
+        tuned = pd.Series(list(map(_fine_tuning, label(rows, "train.epochs"), rows["run"])), index=rows.index,
+                          dtype=object)
+        return tuned.where(label(rows, "prune.options.formulation") != "soft_only", tuples(rows, "soft_only"))
 
     b = Builder(7, runs, profile, key)
     paper_rows = paper.rows(7)
@@ -210,7 +222,7 @@ def table7(runs: RunSet, profile: str) -> Grid:
     paper_epochs = [int(r["epochs"]) for r in paper_rows if int(r["epochs"]) > 0]
     # Our epochs per column: the grid's label for this profile, from the runs or the grid's manifest.
     ours: dict[int, int] = {}
-    for labels in [*runs.manifest_labels("table7", profile), *(lb for _, lb in labelled(runs, "table7", profile))]:
+    for labels in [*runs.manifest_labels("table7", profile), *cells_of(runs, "table7", profile)["labels"]]:
         if "train.epochs" in labels:
             epochs = _by_profile(labels["train.epochs"])
             if profile in epochs and "paper" in epochs:
@@ -232,8 +244,8 @@ def table7(runs: RunSet, profile: str) -> Grid:
 
 
 def table8(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        return labels.get("network")
+    def key(rows: pd.DataFrame) -> pd.Series:
+        return label(rows, "network")
 
     b = Builder(8, runs, profile, key)
     cells: list[Comparison | str] = []
@@ -253,8 +265,8 @@ def table8(runs: RunSet, profile: str) -> Grid:
 
 
 def table9(runs: RunSet, profile: str) -> Grid:
-    def key(run: Run, labels: dict[str, str]) -> Hashable | None:
-        return int(labels["seed"]) if "seed" in labels else None
+    def key(rows: pd.DataFrame) -> pd.Series:
+        return label(rows, SEED_LABEL).map(lambda seed: int(seed) if isinstance(seed, (str, int)) else None)
 
     b = Builder(9, runs, profile, key)
     paper_rows = paper.rows(9)
@@ -285,35 +297,33 @@ TABLES: dict[int, Callable[[RunSet, str], Grid]] = {
 
 # ----------------------------------------------------------------------------- any grid
 
-GRID_METRICS = (("Top-1 (%)", "top1", 2), ("FLOPs ratio", "flops_ratio", 3), ("Params (M)", "params_m", 3))
+GRID_METRICS: tuple[tuple[str, Value, int], ...] = (
+    ("Top-1 (%)", "top1", 2), ("FLOPs ratio", "flops_ratio", 3),
+    ("Params (M)", lambda done: metric(done, "params") / 1e6, 3))
+
+
+def _cell_key(labels: dict[str, Any]) -> str:
+    """A grid's cell as text: its labels less the seed (a cell's seeds are one row)."""
+    return json.dumps({k: v for k, v in labels.items() if k != SEED_LABEL}, sort_keys=True)
 
 
 def grid_table(runs: RunSet, experiment: str, profile: str | None = None, grid_file: str | None = None) -> Grid:
     """Any grid, one's own included, from the labels its runs carry: a row per cell (the grid's
     axes as label columns, in the order the manifest of its last expansion lists the cells, else
     as the runs carry them), then top-1, FLOPs ratio and parameters, averaged over seeds."""
-    profile = profile or majority(Counter(run.profile for run in runs.runs
-                                          if any(c.get("experiment") == experiment for c in run.cells())))
-
-    def key(run: Run, labels: dict[str, str]) -> Hashable:  # a cell's seeds are one row
-        return json.dumps({k: v for k, v in labels.items() if k != SEED_LABEL}, sort_keys=True)
-
-    b = Builder(0, runs, profile, key, experiment)
-    cells = runs.manifest_labels(experiment, profile) or [labels for _, labels in labelled(runs, experiment, profile)]
-    order = list(dict.fromkeys(key(None, labels) for labels in cells))  # type: ignore[arg-type]
+    profile = profile or majority(profile_counts(runs, experiment))
+    b = Builder(0, runs, profile, lambda rows: rows["labels"].map(_cell_key), experiment)
+    cells = runs.manifest_labels(experiment, profile) or list(cells_of(runs, experiment, profile)["labels"])
+    order = list(dict.fromkeys(map(_cell_key, cells)))
     axes = list(dict.fromkeys(k for labels in cells for k in labels if k != SEED_LABEL))
     rows = []
     for cell_key in order:
         labels = json.loads(cell_key)
-        found = b.index.get(cell_key, [])
-        target = next((run.flops_target for run in found if run.flops_target is not None), None)
+        targets = b.index.get(cell_key, b.empty)["flops_target"].dropna()
         slot = b.slot(cell_key, f"{experiment} " + (" ".join(f"{k}={v}" for k, v in labels.items()) or "(single cell)"),
-                      target)
-        entries: list[Comparison | str] = []
-        for _, metric, decimals in GRID_METRICS:
-            get = (lambda r: None if r.metric("params") is None else r.metric("params") / 1e6) if metric == "params_m" \
-                else metric
-            entries.append(b.entry(slot, get, None, decimals=decimals, flops_mark=metric == "top1"))
+                      float(targets.iloc[0]) if len(targets) else None)
+        entries: list[Comparison | str] = [b.entry(slot, value, None, decimals=decimals, flops_mark=value == "top1")
+                                           for _, value, decimals in GRID_METRICS]
         rows.append(Row([labels.get(axis, "") for axis in axes], entries))
     grid = b.grid(f"{experiment}: top-1, FLOPs and parameters per cell", axes or ["cell"],
                   [name for name, _, _ in GRID_METRICS], rows)
@@ -342,7 +352,7 @@ def grid_name(path_or_name: str) -> str:
 def known_grid(runs: RunSet, name: str) -> None:
     """A grid named on the command line must be one the records or manifests know; a misspelled
     name is a one-line ValueError with the closest known one, not an empty table."""
-    known = {c.get("experiment") for run in runs.runs for c in run.cells()} | {e for e, _ in runs.manifests}
+    known = {None if pd.isna(e) else e for e in frame(runs)["experiment"]} | {e for e, _ in runs.manifests}
     if name in known:
         return
     import difflib
@@ -354,8 +364,7 @@ def known_grid(runs: RunSet, name: str) -> None:
 
 def choose_profile(runs: RunSet, number: int) -> str:
     """The profile of most of the table's runs (paper on a tie or with none): the default view."""
-    counts = Counter(run.profile for run in runs.runs if any(c.get("experiment") == f"table{number}" for c in run.cells()))
-    return majority(counts)
+    return majority(profile_counts(runs, f"table{number}"))
 
 
 def build(number: int, runs: RunSet, profile: str | None = None) -> Grid:
@@ -365,13 +374,13 @@ def build(number: int, runs: RunSet, profile: str | None = None) -> Grid:
     return TABLES[number](runs, profile or choose_profile(runs, number))
 
 
-def rows_of(grid: Grid) -> list[dict[str, Any]]:
-    """The tidy form: one dict per entry (row, column, ours, std, n, paper, diff)."""
-    out = []
-    for row, column, entry in grid.entries():
-        out.append({
-            "table": grid.number, "profile": grid.profile, "row": row, "column": column,
-            "ours": entry.ours.mean, "std": entry.ours.std, "n": entry.ours.n, "paper": entry.paper,
-            "diff": entry.diff, "published": entry.published, "failed": entry.failed, "marks": entry.marks,
-        })
-    return out
+TIDY_COLUMNS = ("table", "profile", "row", "column", "ours", "std", "n", "paper", "diff", "published", "failed", "marks")
+
+
+def tidy_frame(grid: Grid) -> pd.DataFrame:
+    """The tidy form: one row per entry (row, column, ours, std, n, paper, diff, ...), its values
+    kept as Python objects (None where there is none), so that the CSV prints each as Python does
+    and an integer never as 3.0."""
+    return pd.DataFrame([(grid.number, grid.profile, row, column, entry.ours.mean, entry.ours.std, entry.ours.n,
+                          entry.paper, entry.diff, entry.published, entry.failed, entry.marks)
+                         for row, column, entry in grid.entries()], columns=list(TIDY_COLUMNS), dtype=object)

@@ -333,7 +333,7 @@ def test_cli_prints_and_writes_the_table(tmp_path, capsys):
 def test_claims_read_records_only():
     """The claims and their statistics never import training code (scipy and core's standard-library
     modules only)."""
-    for module in ("claims", "verdicts", "cells", "tables", "table10"):
+    for module in ("claims", "verdicts", "cells", "tables", "table10", "frame", "records", "paper"):
         source = (Path(__file__).resolve().parents[2] / "analysis" / f"{module}.py").read_text()
         assert "import torch" not in source, module
         imports = set()
