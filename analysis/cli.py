@@ -21,7 +21,7 @@ from pathlib import Path
 
 from analysis.records import PROFILES, load_runs, majority_profile
 from analysis.render import FORMATS, render
-from analysis.tables import TABLE_NUMBERS, build, grid_name, grid_table, known_grid
+from analysis.tables import build, grid_name, grid_table, known_grid, table_numbers
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.split("\n\n")[0])
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "table" and args.number.isdigit():
             args.number = int(args.number)
-            if args.number not in TABLE_NUMBERS:
-                raise ValueError(f"no table {args.number}: the paper's tables are 1-10")
+            if args.number not in table_numbers():
+                raise ValueError(f"no table {args.number}: the tables are {', '.join(map(str, table_numbers()))}")
         elif args.command == "table":
             args.grid = grid_name(args.number)
         if args.command == "figure" and not 3 <= args.number <= 9:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tables":
         out = results / "tables"
         out.mkdir(parents=True, exist_ok=True)
-        for number in TABLE_NUMBERS:
+        for number in table_numbers():
             grid = build(number, runs, args.profile)
             for fmt in ("md", "csv", "tex"):
                 (out / f"table{number}-{grid.profile}.{fmt}").write_text(render(grid, fmt))

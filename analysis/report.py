@@ -19,7 +19,7 @@ from analysis.claims import setups
 from analysis.grid import Grid
 from analysis.records import RunSet, majority_profile
 from analysis.render import html_table, markdown
-from analysis.tables import TABLE_NUMBERS, build
+from analysis.tables import build, table_numbers
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:13px}th,td{border-top:1px solid #ccc;padding:3px 8px}
@@ -69,7 +69,7 @@ def write_report(runs: RunSet, results: Path, profile: str | None = None) -> lis
     # One profile for the whole report (the one most runs have, unless asked): a page that mixed
     # smoke and paper tables would invite comparing them.
     profile = profile or majority_profile(runs, {run.experiment for run in runs.runs})
-    grids: list[Grid] = [build(number, runs, profile) for number in TABLE_NUMBERS]
+    grids: list[Grid] = [build(number, runs, profile) for number in table_numbers()]
     figures = [render_figure(number, runs, profile, results / "figures") for number in FIGURE_NUMBERS]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     envs = [f"{env} ({n} runs)" for env, n in environments(runs)] or ["no runs yet"]

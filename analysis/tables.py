@@ -31,7 +31,28 @@ from analysis.records import Run, RunSet, majority
 from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
 from core import catalog  # standard library only
 
-TABLE_NUMBERS = tuple(range(1, 11))
+TableFunction = Callable[[RunSet, str], Grid]
+TABLES: dict[int, TableFunction] = {}  # `table(N)` fills it: the paper's ten below, a plugin's own
+
+
+def table(number: int) -> Callable[[TableFunction], TableFunction]:
+    """Register `tableN(runs, profile) -> Grid` as Table `number`: `python -m analysis table N`,
+    `python -m analysis tables`, the report and `make tableN` (with `experiments/tableN.yaml`)
+    render it. A module named in `$S2H_PLUGINS` (core/catalog.py) may register a table of its own."""
+    def register(function: TableFunction) -> TableFunction:
+        if TABLES.get(number, function) is not function:
+            raise ValueError(f"table {number} is registered twice ({TABLES[number].__name__}, {function.__name__})")
+        TABLES[number] = function
+        return function
+    return register
+
+
+def table_numbers() -> tuple[int, ...]:
+    """Every registered table's number, the plugins' included."""
+    catalog.load_plugins()
+    return tuple(sorted(TABLES))
+
+
 CNNS = catalog.models("cnn")
 TRANSFORMERS = catalog.models("transformer")
 TARGETS = (0.15, 0.35, 0.55)
@@ -99,14 +120,17 @@ def _benchmark(number: int, runs: RunSet, profile: str, models: tuple[str, ...],
     return b.grid(title, ["Method"], [_percent(t) for t in TARGETS] * len(models), rows, groups)
 
 
+@table(1)
 def table1(runs: RunSet, profile: str) -> Grid:
     return _benchmark(1, runs, profile, CNNS, catalog.compared(), "CIFAR-100")
 
 
+@table(2)
 def table2(runs: RunSet, profile: str) -> Grid:
     return _benchmark(2, runs, profile, CNNS, catalog.compared(), "Tiny ImageNet")
 
 
+@table(3)
 def table3(runs: RunSet, profile: str) -> Grid:
     return _benchmark(3, runs, profile, TRANSFORMERS, catalog.compared(transformers=True), "CIFAR-100 (transformers)")
 
@@ -119,6 +143,7 @@ def _extra_epochs(done: pd.DataFrame) -> pd.Series:
     return option(done, "prune.options.init_from").map(lambda init: 0.0 if init is None else None)
 
 
+@table(4)
 def table4(runs: RunSet, profile: str) -> Grid:
     def key(rows: pd.DataFrame) -> pd.Series:
         pruned = tuples(rows, "s2hpruner", rows["flops_target"].map(_target)).where(rows["method"] == "s2hpruner")
@@ -157,6 +182,7 @@ def table4(runs: RunSet, profile: str) -> Grid:
 # ----------------------------------------------------------------------------- Tables 5-8
 
 
+@table(5)
 def table5(runs: RunSet, profile: str) -> Grid:
     def key(rows: pd.DataFrame) -> pd.Series:
         switches = tuples(rows, *(label(rows, f"prune.options.{s}").map(_flag) for s in SWITCHES))
@@ -177,6 +203,7 @@ def table5(runs: RunSet, profile: str) -> Grid:
                   label_columns, ["Top-1 Acc (%)"], rows, notes=notes)
 
 
+@table(6)
 def table6(runs: RunSet, profile: str) -> Grid:
     def key(rows: pd.DataFrame) -> pd.Series:
         return label(rows, "prune.options.formulation")
@@ -210,6 +237,7 @@ def _fine_tuning(epochs: object, run: Run) -> tuple[str, int] | None:
     return "fine_tune", int(by_profile.get("paper", by_profile.get("", run.option("train.epochs"))))
 
 
+@table(7)
 def table7(runs: RunSet, profile: str) -> Grid:
     def key(rows: pd.DataFrame) -> pd.Series:
         tuned = pd.Series(list(map(_fine_tuning, label(rows, "train.epochs"), rows["run"])), index=rows.index,
@@ -243,6 +271,7 @@ def table7(runs: RunSet, profile: str) -> Grid:
                   notes=notes)
 
 
+@table(8)
 def table8(runs: RunSet, profile: str) -> Grid:
     def key(rows: pd.DataFrame) -> pd.Series:
         return label(rows, "network")
@@ -264,6 +293,7 @@ def table8(runs: RunSet, profile: str) -> Grid:
 # ----------------------------------------------------------------------------- Table 9 (Table 10: analysis.table10)
 
 
+@table(9)
 def table9(runs: RunSet, profile: str) -> Grid:
     def key(rows: pd.DataFrame) -> pd.Series:
         return label(rows, SEED_LABEL).map(lambda seed: int(seed) if isinstance(seed, (str, int)) else None)
@@ -290,9 +320,7 @@ def table9(runs: RunSet, profile: str) -> Grid:
                   ["Exp"], columns, [Row(["Top-1 Acc (%)"], top1_cells), Row(["FLOPs (%)"], flops_cells)], notes=notes)
 
 
-TABLES: dict[int, Callable[[RunSet, str], Grid]] = {
-    1: table1, 2: table2, 3: table3, 4: table4, 5: table5, 6: table6, 7: table7, 8: table8, 9: table9, 10: table10,
-}
+table(10)(table10)  # defined in analysis/table10.py, which this module imports
 
 
 # ----------------------------------------------------------------------------- any grid
@@ -369,8 +397,8 @@ def choose_profile(runs: RunSet, number: int) -> str:
 
 def build(number: int, runs: RunSet, profile: str | None = None) -> Grid:
     """Table `number` from `runs` (profile chosen by `choose_profile` when not given)."""
-    if number not in TABLES:
-        raise ValueError(f"no table {number}: the paper has tables 1-10")
+    if number not in table_numbers():
+        raise ValueError(f"no table {number}: the tables are {', '.join(map(str, table_numbers()))}")
     return TABLES[number](runs, profile or choose_profile(runs, number))
 
 

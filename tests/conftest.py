@@ -114,20 +114,28 @@ def exports_equal():
 def plugin(tmp_path, monkeypatch):
     """`plugin(name, source, registry)`: a module outside the suite, written under this test's tmp
     folder and named in `$S2H_PLUGINS` (core/catalog.py), as a user's own module would be; what
-    it registers in `registry` and declares in the catalog is forgotten after the test."""
+    it registers in `registry` (a `core.registry.Registry`, or a plain dict such as
+    `analysis.tables.TABLES`) and declares in the catalog is forgotten after the test."""
     from core import catalog
 
     names: list[str] = []
+    dicts: list[tuple[dict, dict]] = []
 
     def write(name: str, source: str, registry) -> str:
         (tmp_path / f"{name}.py").write_text(source)
         monkeypatch.syspath_prepend(str(tmp_path))
         monkeypatch.setenv(catalog.PLUGINS_VARIABLE, name)
-        monkeypatch.setattr(registry, "_entries", dict(registry._entries))  # its registration goes with the test
+        if isinstance(registry, dict):  # its registration goes with the test
+            dicts.append((registry, dict(registry)))
+        else:
+            monkeypatch.setattr(registry, "_entries", dict(registry._entries))
         names.append(name)
         return name
 
     yield write
+    for registry, before in dicts:
+        registry.clear()
+        registry.update(before)
     for name in names:
         catalog.forget(name, module=name)
         sys.modules.pop(name, None)

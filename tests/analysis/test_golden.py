@@ -37,7 +37,7 @@ from analysis.claims import check, setups
 from analysis.claims import render as render_claims
 from analysis.records import Run, RunSet
 from analysis.render import render
-from analysis.tables import TABLE_NUMBERS, build, grid_table
+from analysis.tables import build, grid_table, table_numbers
 from core.version import code_version
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -248,10 +248,10 @@ def renders() -> dict[str, str]:
     runs = runset()
     out: dict[str, str] = {}
     for profile in ("paper", "mini"):
-        grids = [build(number, runs, profile) for number in TABLE_NUMBERS]
+        grids = [build(number, runs, profile) for number in table_numbers()]
         for fmt in FORMATS:
             out[f"tables-{profile}.{fmt}"] = "".join(render(grid, fmt) + "\n" for grid in grids)
-    out["tables-default.md"] = "".join(render(build(number, runs), "md") + "\n" for number in TABLE_NUMBERS)
+    out["tables-default.md"] = "".join(render(build(number, runs), "md") + "\n" for number in table_numbers())
     benched = runset()
     benched.bench = [BENCH]
     out["table10-bench.md"] = render(build(10, benched, "paper"), "md") + render(build(10, benched, "mini"), "csv")
