@@ -1,14 +1,14 @@
 """The pre-flight step: the checks of resolved configs that need a network or the disk.
 
-`core.resolve` checks a config's values and builds nothing. What needs more runs here, once
-for a whole submission before anything is queued: each distinct network is built once on
+`core.resolve` checks a config's values and builds nothing. The checks that need more run
+here, once for a whole submission before anything is queued: each distinct network is built once on
 the meta device (shapes, no memory, no data), its channel groups traced once, and every
 config is checked against them (`prune.keep` names layers that exist, a method's own
 `preflight` hook: RST-S's lowest reachable FLOPs ratio, the CNN-only baselines, S2HPruner's
 `init_from` checkpoint, the Table 8 architectures). Runs that the same submission queues
 before their readers (`queued`) count as present: they are read when the reader starts.
 
-A grid's cells share a few networks (Table 1's 144 paper cells have three), so one flight
+A grid's cells share a few networks (Table 1's 48 paper cells have three), so one flight
 for all of them costs three builds; `experiments run` calls it on the whole expansion and
 `core.resolve.load` on its one config.
 """

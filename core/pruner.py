@@ -10,7 +10,9 @@ A pruner announces each irreversible pruning decision with `decide` during a ste
 stamps it with the running train loss (`core.decisions`), and `planned_decisions` says before
 a run where a config's decisions will fall (`core.regime`: the working-regime rule).
 Checkpointing goes through `state_dict`/`load_state_dict`, which must hold tensors and
-primitives only.
+primitives only. Before any run, `check_config` refuses a config from its values alone (it
+builds nothing) and `preflight` refuses one on its network or the files on disk (`core.preflight`
+builds each network once for a whole submission).
 
 `PRUNERS` maps the names used in configs to pruner classes. `core.dense` registers `dense`,
 the `method` and `baselines` packages theirs, each when imported: the registry imports them
@@ -31,8 +33,8 @@ import torch.nn.functional as F
 from core.config import RunConfig, flops_target_problem
 from core.decisions import Decision
 from core.errors import ConfigError
-from core.regime import PlannedDecision, plan_breaks
 from core.groups import GroupSet
+from core.regime import PlannedDecision, plan_breaks
 from core.registry import Registry
 
 # `core.dense` registers `dense` (it builds on this module, so it is loaded like the plugins)

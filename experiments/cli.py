@@ -12,8 +12,8 @@
 
 `run` expands the grid, resolves every cell's config once (a typo or an unknown method names the
 cell), runs the pre-flight (each network built once, on the meta device, and every cell checked
-on it: an unreachable FLOPs target names the cell) and stops there before anything is submitted
-if a check fails; it skips cells that are done, queued or being trained (a run
+on it: an unreachable FLOPs target names the cell), and stops there, before anything is
+submitted, if a check fails. It skips cells that are done, queued or being trained (a run
 folder's lease says by whom; a SLURM job whose state `squeue` cannot tell is left alone), and
 failed cells unless `--rerun failed`; submits the rest and prints where each went. `--rerun
 stale|failed|all` first moves the earlier attempts aside (kept under `<output-root>/attempts/`).

@@ -18,8 +18,8 @@ Executors:
 
 Each submission writes `job.json` into the run folder (executor, job id, log paths;
 `core.runstate.write_job`); `core.runstate.run_state` reads it, so `status` knows a run is
-queued or running and a second submission knows not to queue it again. submitit's own files (pickles, stdout/stderr) live under
-`<output_root>/submitit/<experiment>/`.
+queued or running and a second submission knows not to queue it again. submitit's own files
+(pickles, stdout/stderr) live under `<output_root>/submitit/<experiment>/`.
 """
 
 from __future__ import annotations
