@@ -8,6 +8,7 @@ programs, which want the numbers unformatted.
 from __future__ import annotations
 
 import html
+import re
 
 from analysis.grid import DASH, Comparison, Grid
 from analysis.tables import tidy_frame
@@ -74,23 +75,21 @@ _TEX_MATH = {"θ": r"\theta", "⊙": r"\odot{}", "⟨": r"\langle{}", "⟩": r"\
              "−": "-", "\u0302": ""}
 
 
+_TEX_TRANSLATION = str.maketrans(_TEX_TEXT)
+_MATH_TOKEN = re.compile("m\u0302|[" + re.escape("".join(_TEX_MATH)) + "]")  # m̂, or one symbol of _TEX_MATH
+_MATH_RUN = re.compile(f"(?:{_MATH_TOKEN.pattern})+")
+
+
 def tex_escape(text: str) -> str:
-    """Plain text for pdflatex with only booktabs loaded: symbols become math, runs of them one $...$."""
-    out, math = [], []
-    chars = list(text)
-    for index, char in enumerate(chars):
-        if char == "m" and index + 1 < len(chars) and chars[index + 1] == "\u0302":  # m̂
-            math.append(r"\hat{m}")
-            continue
-        if char in _TEX_MATH:
-            math.append(_TEX_MATH[char])
-            continue
-        if math:
-            out.append("$" + "".join(math) + "$")
-            math = []
-        out.append(_TEX_TEXT.get(char, char))
-    if math:
-        out.append("$" + "".join(math) + "$")
+    """Plain text for pdflatex with only booktabs loaded: symbols become math, runs of them one
+    $...$ (one pass of a regular expression: a footer lists thousands of runs)."""
+    out, last = [], 0
+    for run in _MATH_RUN.finditer(text):
+        tokens = _MATH_TOKEN.findall(run.group())
+        out += [text[last:run.start()].translate(_TEX_TRANSLATION),
+                "$" + "".join(r"\hat{m}" if token == "m\u0302" else _TEX_MATH[token] for token in tokens) + "$"]
+        last = run.end()
+    out.append(text[last:].translate(_TEX_TRANSLATION))
     return "".join(out)
 
 

@@ -2,8 +2,9 @@
 
     python -m analysis.render_bench [--records 10000] [--out results/bench/render_tables.json]
 
-The records cover every cell of every table, many seeds each, a few failed, in two profiles, with
-configs as large as the engine writes. Two times are reported: building and rendering the ten
+The records cover every cell of every table, labelled as the grids label them (so every cell is
+filled), many seeds each, a few failed, in two profiles, with configs as large as the engine
+writes. Two times are reported: building and rendering the ten
 tables (markdown, CSV and LaTeX) from records in memory, and the same preceded by reading the
 records from disk (`results/runs/*/*/record.json` in a temporary folder).
 """
@@ -49,27 +50,45 @@ def _config(experiment: str, profile: str, seed: int, model: str, method: str, t
     return config
 
 
-def _cells() -> list[tuple[str, str, float | None, str, dict[str, Any]]]:
-    """(experiment, model, target, method, options) of every table's cells."""
-    cells: list[tuple[str, str, float | None, str, dict[str, Any]]] = []
+Cell = tuple[str, str, "float | None", str, dict[str, Any], dict[str, str]]
+SWITCHES = {"g_l_theta": True, "g_g_hard_theta": True, "g_g_soft_theta": False, "g_l_w": True, "g_g_w": True}
+
+
+def _switches(off: str | None = None) -> dict[str, str]:
+    """Table 5's labels: the five gradient terms, Algorithm 1's defaults with `off` turned off."""
+    return {f"prune.options.{name}": str(on and name != off) for name, on in SWITCHES.items()}
+
+
+def _cells() -> list[Cell]:
+    """(experiment, model, target, method, options, labels) of every table's cells, labelled as
+    `python -m experiments run` labels them (the tables read their cells from the labels)."""
+    cells: list[Cell] = []
     for experiment, models, methods in (("table1", catalog.models("cnn"), catalog.compared()),
                                         ("table2", catalog.models("cnn"), catalog.compared()),
                                         ("table3", catalog.models("transformer"), catalog.compared(transformers=True))):
         for model in models:
-            cells.append((experiment, model, None, "dense", {}))
-            cells += [(experiment, model, t, m, {}) for m in methods for t in (0.15, 0.35, 0.55)]
-    cells.append(("table4", "resnet50", None, "dense", {}))
-    cells += [("table4", "resnet50", t, "s2hpruner", {}) for t in (0.15, 0.25, 0.35, 0.55, 0.75)]
+            cells.append((experiment, model, None, "dense", {}, {"model.name": model, "method": "dense"}))
+            cells += [(experiment, model, t, m, {}, {"model.name": model, "method": m, "prune.flops_target": str(t)})
+                      for m in methods for t in (0.15, 0.35, 0.55)]
+    cells.append(("table4", "resnet50", None, "dense", {}, {"method": "dense"}))
+    cells += [("table4", "resnet50", t, "s2hpruner", {}, {"method": "s2hpruner", "prune.flops_target": str(t)})
+              for t in (0.15, 0.25, 0.35, 0.55, 0.75)]
+    cells.append(("table5", "resnet50", 0.15, "s2hpruner", {}, _switches()))
     for switch in ("g_l_theta", "g_g_hard_theta", "g_l_w", "g_g_w"):
-        cells.append(("table5", "resnet50", 0.15, "s2hpruner", {"prune.options": {switch: False}}))
-    cells += [("table6", "resnet50", 0.15, "s2hpruner", {"prune.options": {"formulation": f}}) for f in ("alt1", "alt2")]
-    cells.append(("table7", "resnet50", 0.15, "s2hpruner", {"prune.options": {"formulation": "soft_only"}}))
-    cells += [("table7", "resnet50", 0.15, "s2hpruner", {"epochs": e, "prune.options": {"init_from": "runs/x"}})
-              for e in (10, 50, 100, 250, 500)]
-    cells += [("table8", "resnet50", 0.15, "scratch", {"prune.options": {"random": True, "random_seed": k}})
-              for k in (1, 2, 3)]
-    cells.append(("table8", "resnet50", 0.15, "scratch", {}))
-    cells += [("table10", "resnet50", 0.15, m, {"epochs": 400}) for m in catalog.baselines()]
+        cells.append(("table5", "resnet50", 0.15, "s2hpruner", {"prune.options": {switch: False}}, _switches(switch)))
+    cells += [("table6", "resnet50", 0.15, "s2hpruner", {"prune.options": {"formulation": f}},
+               {"prune.options.formulation": f}) for f in ("alt1", "alt2", "ours")]
+    cells.append(("table7", "resnet50", 0.15, "s2hpruner", {"prune.options": {"formulation": "soft_only"}},
+                  {"prune.options.formulation": "soft_only"}))
+    cells += [("table7", "resnet50", 0.15, "s2hpruner", {"epochs": e, "prune.options": {"init_from": "runs/x"}},
+               {"train.epochs": str(e)}) for e in (10, 50, 100, 250, 500)]
+    cells += [("table8", "resnet50", 0.15, "scratch", {"prune.options": {"random": True, "random_seed": k}},
+               {"network": f"rand{k}"}) for k in (1, 2, 3)]
+    cells.append(("table8", "resnet50", 0.15, "scratch", {}, {"network": "ours"}))
+    cells.append(("table9", "resnet50", 0.15, "s2hpruner", {}, {"seed": "0"}))  # each record's own seed, below
+    cells += [("table10", "resnet50", 0.15, m, {"epochs": 400}, {"schedule": "2x", "method": m})
+              for m in catalog.baselines()]
+    cells += [("table10", "resnet50", 0.15, m, {}, {"schedule": "1x", "method": m}) for m in catalog.compared()]
     return cells
 
 
@@ -79,7 +98,7 @@ def synthetic_records(count: int, seed: int = 0) -> list[dict[str, Any]]:
     cells = _cells()
     records = []
     for index in range(count):
-        experiment, model, target, method, options = cells[index % len(cells)]
+        experiment, model, target, method, options, labels = cells[index % len(cells)]
         profile = "paper" if (index // len(cells)) % 2 == 0 else "smoke"
         run_seed = index // (2 * len(cells))
         failed = rng.random() < 0.02
@@ -91,11 +110,14 @@ def synthetic_records(count: int, seed: int = 0) -> list[dict[str, Any]]:
             "epoch_time_s": rng.uniform(40, 80), "peak_mem_mb_train": 4300.0, "peak_mem_mb_infer": 1300.0,
             "peak_mem_kind": "cuda_max_allocated", "params": 1_000_000, "flops": 1_000_000}
         records.append({
-            "run_id": f"{index:012x}", "experiment": experiment, "profile": profile,
+            "run_id": f"{index:012x}", "setting_id": f"{index % (2 * len(cells)):012x}",  # one per cell and profile
+            "experiment": experiment, "profile": profile,
             "status": "failed" if failed else "done", "method": method, "model": model, "dataset": "cifar100",
             "flops_target": target, "seed": run_seed, "metrics": metrics, "config": config,
             "env": {"python": "3.11", "torch": "2.x", "cuda": "13.0", "device": "synthetic", "git_sha": "0" * 40,
                     "git_dirty": False, "hostname": "bench"},
+            "cells": [{"experiment": experiment, "profile": profile,
+                       "labels": {**labels, "seed": str(run_seed % 4)} if experiment == "table9" else labels}],
             **({"error": "RuntimeError: synthetic failure"} if failed else {}),
         })
     return records
