@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+import yaml
 
 from analysis import paper
 from analysis.cells import SEED_LABEL, Builder, Value, tuples
@@ -30,6 +31,7 @@ from analysis.grid import Comparison, Grid, Group, Row, Stat
 from analysis.records import Run, RunSet, majority
 from analysis.table10 import table10, table10_exports  # noqa: F401 (bench.cli reads it from here)
 from core import catalog  # standard library only
+from core.errors import did_you_mean  # standard library only
 
 TableFunction = Callable[[RunSet, str], Grid]
 TABLES: dict[int, TableFunction] = {}  # `table(N)` fills it: the paper's ten below, a plugin's own
@@ -365,8 +367,6 @@ def grid_name(path_or_name: str) -> str:
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise ValueError(f"grid file not found: {path}")
-        import yaml
-
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -383,10 +383,7 @@ def known_grid(runs: RunSet, name: str) -> None:
     known = {None if pd.isna(e) else e for e in frame(runs)["experiment"]} | {e for e, _ in runs.manifests}
     if name in known:
         return
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(str(k) for k in known) + [f"table{n}" for n in TABLES], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, sorted(str(k) for k in known) + [f"table{n}" for n in TABLES])
     raise ValueError(f"no runs or manifest of a grid named {name!r} in these results{hint}")
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from core.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 THREADS_VARIABLE = "S2H_THREADS"
 
@@ -25,8 +27,6 @@ def cpus_available(tasks: int = 1) -> int:
     explicit = os.environ.get(THREADS_VARIABLE)
     if explicit:
         if not explicit.isdigit() or int(explicit) < 1:
-            from core.errors import ConfigError
-
             raise ConfigError(f"${THREADS_VARIABLE} must be a positive integer, got {explicit!r}")
         return int(explicit)
     allocated = os.environ.get("SLURM_CPUS_PER_TASK")

@@ -34,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from core.config import RunConfig, to_yaml
 from core.resolve import from_dict, result_fields
 from core.files import append_jsonl, read_jsonl, rewrite_jsonl, unique, write_json, write_text
@@ -202,8 +204,6 @@ class RunDir:
         """The run's config as recorded (record.json, else config.yaml), re-validated, with its
         output root set to where the folder is now: references to other runs resolve beside it,
         wherever the results folder was moved or copied."""
-        import yaml
-
         record = self.read_record()
         if record is not None and isinstance(record.get("config"), dict):
             data = dict(record["config"])

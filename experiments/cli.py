@@ -37,8 +37,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from core.data import prepare_dataset
 from core.errors import ConfigError, SuiteError
 from core.files import write_json
+from core.lease import LeaseHeld
 from core.runstate import run_state
 from experiments.spec import GRID_PROFILES, Cell, Expansion, expand, experiment_names, load_experiment, preflight
 
@@ -297,8 +299,6 @@ def _rerun(state: Any, which: str | None) -> bool:
 def _set_aside(cell: Any, state: Any) -> tuple[bool, Path | None]:
     """Move the cell's attempt aside under its lease: (False, None) when another process holds
     it, else (True, where it went or None when there was nothing to move)."""
-    from core.lease import LeaseHeld
-
     try:
         moved = cell.run_dir.set_aside_leased(state.state if state.state != "done" else "rerun")
     except LeaseHeld as exc:
@@ -320,8 +320,6 @@ def _label_runs(expansion: Expansion, chosen: set[Path]) -> None:
 
 def _check_datasets(cells: list[Any]) -> None:
     """A missing dataset stops the submission (one line naming the path) before anything runs."""
-    from core.data import prepare_dataset
-
     seen = set()
     for cell in cells:
         key = (cell.cfg.data.name, cell.cfg.data.root, cell.cfg.data.download)

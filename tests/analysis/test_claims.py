@@ -342,4 +342,5 @@ def test_claims_read_records_only():
                 imports |= {node.module} if node.module != "core" else {f"core.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 imports |= {a.name for a in node.names if a.name.split(".")[0] == "core"}
-        assert set(imports) <= {"core.files", "core.version", "core.regime", "core.catalog"}, (module, imports)
+        assert set(imports) <= {"core.files", "core.version", "core.regime", "core.catalog", "core.errors"}, \
+            (module, imports)

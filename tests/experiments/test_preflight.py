@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import core.models
+import experiments.spec
 from core.errors import ConfigError
 from core.preflight import Preflight
 from experiments.cli import main
@@ -27,9 +28,13 @@ def builds(monkeypatch):
     return made
 
 
-def test_table1_paper_grid_builds_each_network_once_in_the_preflight(builds):
+def test_table1_paper_grid_builds_each_network_once_in_the_preflight(builds, monkeypatch):
+    resolved = []
+    real = experiments.spec.resolve
+    monkeypatch.setattr(experiments.spec, "resolve", lambda cfg: resolved.append(cfg) or real(cfg))
     expansion = expand("table1", "paper")
     assert len(expansion.all_cells) == 48 and builds == []  # resolving 48 cells built nothing
+    assert len(resolved) == 48  # each cell's config resolved once
     preflight([expansion])
     assert sorted(builds) == [("mobilenetv3", 100, 32), ("resnet50", 100, 32), ("wrn28_10", 100, 32)]
     preflight([expansion, expand("table5", "paper")])  # Table 5 shares Table 1's ResNet-50
