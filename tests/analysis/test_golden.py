@@ -12,9 +12,9 @@ benchmark, and a user grid.
 
 The goldens under `tests/analysis/golden/` were written by the pre-pandas code at commit 925bf8b:
 
-    git worktree add /tmp/head925 925bf8b
-    cd /tmp/head925 && PYTHONPATH=. /work/main/.venv/bin/python /work/main/tests/analysis/test_golden.py --write
-    git worktree remove --force /tmp/head925
+    CHECKOUT=$(pwd); git worktree add /tmp/head925 925bf8b
+    cd /tmp/head925 && PYTHONPATH=. $CHECKOUT/.venv/bin/python $CHECKOUT/tests/analysis/test_golden.py --write
+    cd $CHECKOUT && git worktree remove --force /tmp/head925
 
 (the middle line runs this file against the old `analysis/` and `core/` and writes into this
 checkout's `tests/analysis/golden/`). The records are deterministic: fresh runs carry the running
