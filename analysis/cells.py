@@ -181,7 +181,7 @@ def _reason(error: str) -> str:
 def _lines(rows: pd.DataFrame, template: str) -> list[str]:
     """One footer item per row, `template` filled from its columns."""
     names = [name for _, name, _, _ in Formatter().parse(template) if name]
-    return [template.format_map(row) for row in rows[names].to_dict("records")]
+    return [template.format_map(dict(zip(names, values))) for values in zip(*(rows[name] for name in names))]
 
 
 class Finder:
