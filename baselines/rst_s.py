@@ -175,8 +175,7 @@ class RSTPruner(PhasedPruner):
     def preflight(cls, cfg: RunConfig, flight: Flight) -> None:
         """The target must be above the lowest ratio removing interior units can reach (the
         pre-flight's network and groups: traced on the meta device, as on the real one)."""
-        groups = flight.groups(cfg)
-        check_reachable(lowest_ratio(groups, FlopsModel(flight.network(cfg), groups)), cfg.prune.flops_target)
+        check_reachable(lowest_ratio(flight.groups(cfg), flight.flops(cfg)), cfg.prune.flops_target)
 
     # ----------------------------------------------------------------------------- training
 

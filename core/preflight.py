@@ -26,7 +26,7 @@ import torch.nn as nn
 from core.config import RunConfig
 from core.data import dataset_spec
 from core.errors import ConfigError
-from core.groups import GroupSet, groups_for_run
+from core.groups import FlopsModel, GroupSet, groups_for_run
 from core.models import meta_model
 from core.pruner import PRUNERS
 
@@ -37,6 +37,7 @@ class Preflight:
     def __init__(self, queued: Iterable[str | Path] = ()) -> None:
         self.queued = frozenset(os.path.normpath(str(folder)) for folder in queued)
         self._groups: dict[str, GroupSet] = {}
+        self._flops: dict[str, FlopsModel] = {}
 
     def is_queued(self, folder: str | Path) -> bool:
         """Whether `folder` is a run this submission queues before the runs that read it."""
@@ -53,19 +54,30 @@ class Preflight:
         classes and size: read it, never change it)."""
         return meta_model(cfg.model, *self.size(cfg))
 
-    def groups(self, cfg: RunConfig) -> GroupSet:
-        """The channel groups the method of `cfg` prunes (they depend on the network and the
-        prune fields that shape them, not on the target): traced once per such set-up."""
+    def _set_up(self, cfg: RunConfig) -> str:
+        """What the groups and their FLOPs depend on: the network and the prune fields that
+        shape the groups, not the target (a grid asks at three targets per network)."""
         classes, size = self.size(cfg)
-        key = json.dumps([asdict(cfg.model), classes, size, cfg.prune.include_stem, list(cfg.prune.keep),
-                          cfg.prune.attention], sort_keys=True, default=repr)
+        return json.dumps([asdict(cfg.model), classes, size, cfg.prune.include_stem, list(cfg.prune.keep),
+                           cfg.prune.attention], sort_keys=True, default=repr)
+
+    def groups(self, cfg: RunConfig) -> GroupSet:
+        """The channel groups the method of `cfg` prunes: traced once per set-up."""
+        key = self._set_up(cfg)
         if key not in self._groups:
-            self._groups[key] = groups_for_run(self.network(cfg), cfg.prune, size)
+            self._groups[key] = groups_for_run(self.network(cfg), cfg.prune, self.size(cfg)[1])
         return self._groups[key]
+
+    def flops(self, cfg: RunConfig) -> FlopsModel:
+        """The FLOPs of those groups' widths: built once per set-up."""
+        key = self._set_up(cfg)
+        if key not in self._flops:
+            self._flops[key] = FlopsModel(self.network(cfg), self.groups(cfg))
+        return self._flops[key]
 
     def check(self, cfg: RunConfig) -> None:
         """Every check of `cfg` that needs its network or the disk; a problem is a ConfigError."""
-        layers = {name for name, _ in self.network(cfg).named_modules()}
+        layers = {name for name, _ in self.network(cfg).named_modules()}  # building it is a check too (a ViT patch)
         unknown = [name for name in cfg.prune.keep if name not in layers]
         if unknown:
             raise ConfigError(f"prune.keep: no layer named {', '.join(map(repr, unknown))} in {cfg.model.name}")

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from core.config import RunConfig, flops_target_problem
 from core.decisions import Decision
 from core.errors import ConfigError
-from core.groups import GroupSet
+from core.groups import FlopsModel, GroupSet
 from core.regime import PlannedDecision, plan_breaks
 from core.registry import Registry
 
@@ -96,12 +96,14 @@ def supervised_backward(
 
 class Flight(Protocol):
     """What a method's `preflight` hook may ask of the pre-flight (`core.preflight.Preflight`):
-    the network and its channel groups, built once for the whole submission, and which runs the
-    submission queues before their readers."""
+    the network, its channel groups and their FLOPs, built once for the whole submission, and
+    which runs the submission queues before their readers."""
 
     def network(self, cfg: RunConfig) -> nn.Module: ...
 
     def groups(self, cfg: RunConfig) -> GroupSet: ...
+
+    def flops(self, cfg: RunConfig) -> FlopsModel: ...
 
     def is_queued(self, folder: str | Path) -> bool: ...
 
