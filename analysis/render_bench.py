@@ -50,7 +50,7 @@ def _config(experiment: str, profile: str, seed: int, model: str, method: str, t
     return config
 
 
-Cell = tuple[str, str, "float | None", str, dict[str, Any], dict[str, str]]
+Cell = tuple[str, str, float | None, str, dict[str, Any], dict[str, str]]
 SWITCHES = {"g_l_theta": True, "g_g_hard_theta": True, "g_g_soft_theta": False, "g_l_w": True, "g_g_w": True}
 
 
